@@ -1,0 +1,71 @@
+"""The Recipe: what one method of the seeds is made of (process, prediction, loss, sampler).
+
+A method file builds a Recipe from typed keyword arguments; the trainer only talks to Recipes.
+
+Parameters: the trainer keeps one param tree `{"model": <network params>, **aux}` where `aux` is
+what `Recipe.init_aux` returns (e.g. VDM's learned schedule under "schedule"); losses receive
+the whole tree.
+
+`ApplyFn` is the network as a pure function:
+  apply_fn(model_params, x: [B, ...], t: [B], cond=None, key=None) -> output [B, ...]
+with `key` the dropout key (None means evaluation mode).
+"""
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jax import Array
+
+from diffjax.predictions import Denoiser
+from diffjax.processes import Process
+
+ApplyFn = Callable[..., Array]
+Params = Any
+Batch = Mapping[str, Array]
+LossFn = Callable[[Params, Batch, Array], tuple[Array, dict[str, Array]]]
+
+
+def _no_aux(key: Array) -> dict:
+    del key
+    return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """One method: its process, what the network predicts, its loss and its default sampler.
+
+    Attributes:
+      name: the registered method name.
+      process: the forward process (for learned schedules, the one `bind_process` completes).
+      prediction: the kind the network outputs ("eps", "x0", "v", "score", "velocity").
+      make_loss: apply_fn -> loss(params, batch, key) -> (scalar, metrics); `batch["x"]` holds
+        the data [B, ...] and `batch.get("cond")` the optional conditioning.
+      sampler: default sampler name in `diffjax.samplers`.
+      sampler_options: default keyword options for that sampler.
+      out_channels_factor: network output channels per data channel (2 for learned variance).
+      init_aux: key -> dict of extra trainable params beside "model".
+      bind_process: params -> the process with any learned parts bound (identity by default).
+    """
+
+    name: str
+    process: Process
+    prediction: str
+    make_loss: Callable[[ApplyFn], LossFn]
+    sampler: str
+    sampler_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    out_channels_factor: int = 1
+    init_aux: Callable[[Array], dict] = _no_aux
+    bind_process: Callable[[Params], Process] | None = None
+
+    def process_for(self, params: Params) -> Process:
+        """The process with the learned parts of `params` bound in."""
+        return self.process if self.bind_process is None else self.bind_process(params)
+
+    def denoiser(self, apply_fn: ApplyFn, params: Params, cond: Array | None = None) -> Denoiser:
+        """The trained network as a Denoiser (evaluation mode, `params` the whole tree)."""
+        return Denoiser(
+            lambda x, t: apply_fn(params["model"], x, t, cond),
+            self.prediction,
+            self.process_for(params),
+        )
