@@ -46,14 +46,14 @@ class GaussianMixture:
         """Per-example alpha, sigma [B] and component covariances S_k [B, K, D, D] at t."""
         alpha, sigma = process.alpha(t), process.sigma(t)
         eye = jnp.eye(self.dim)
-        s = alpha[:, None, None, None] ** 2 * self.covs + sigma[:, None, None, None] ** 2 * eye
+        s = alpha[:, None, None, None] ** 2 * self.covs[None] + sigma[:, None, None, None] ** 2 * eye[None, None]
         return alpha, sigma, s
 
     def _components(self, x: Array, t: Array, process: Process):
         """log N(x; alpha mu_k, S_k) [B, K], alpha [B], S_k [B, K, D, D], residuals [B, K, D]."""
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
         alpha, _, s = self._marginal(t, process)
-        r = x[:, None, :] - alpha[:, None, None] * self.means  # [B, K, D]
+        r = x[:, None, :] - alpha[:, None, None] * self.means[None]  # [B, K, D]
         chol = jnp.linalg.cholesky(s)
         z = jax.scipy.linalg.solve_triangular(chol, r[..., None], lower=True)[..., 0]
         logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)
@@ -63,21 +63,21 @@ class GaussianMixture:
     def log_prob(self, x: Array, t: Array, process: Process) -> Array:
         """log p_t(x), [B]; x: [B, D], t: scalar or [B]. At t = 0 this is the data density."""
         logn, *_ = self._components(x, t, process)
-        return jax.nn.logsumexp(logn + jnp.log(self.weights), axis=-1)
+        return jax.nn.logsumexp(logn + jnp.log(self.weights)[None], axis=-1)
 
     def score(self, x: Array, t: Array, process: Process) -> Array:
         """grad_x log p_t(x), [B, D]."""
         logn, _, s, r = self._components(x, t, process)
-        resp = jax.nn.softmax(logn + jnp.log(self.weights), axis=-1)  # [B, K]
+        resp = jax.nn.softmax(logn + jnp.log(self.weights)[None], axis=-1)  # [B, K]
         s_inv_r = jnp.linalg.solve(s, r[..., None])[..., 0]
         return -jnp.sum(resp[..., None] * s_inv_r, axis=1)
 
     def x0_mean(self, x: Array, t: Array, process: Process) -> Array:
         """E[x_0 | x_t = x], [B, D]."""
         logn, alpha, s, r = self._components(x, t, process)
-        resp = jax.nn.softmax(logn + jnp.log(self.weights), axis=-1)
+        resp = jax.nn.softmax(logn + jnp.log(self.weights)[None], axis=-1)
         s_inv_r = jnp.linalg.solve(s, r[..., None])  # [B, K, D, 1]
-        cond = self.means + alpha[:, None, None] * jnp.matmul(self.covs, s_inv_r)[..., 0]
+        cond = self.means[None] + alpha[:, None, None] * jnp.matmul(self.covs[None], s_inv_r)[..., 0]
         return jnp.sum(resp[..., None] * cond, axis=1)
 
     def denoiser(self, process: Process) -> Denoiser:
@@ -88,7 +88,7 @@ class GaussianMixture:
         """n draws of x_0, [n, D]."""
         kc, kz = jax.random.split(key)
         k = jax.random.choice(kc, self.weights.shape[0], (n,), p=self.weights)
-        chol = jnp.linalg.cholesky(self.covs + 1e-12 * jnp.eye(self.dim))
+        chol = jnp.linalg.cholesky(self.covs + 1e-12 * jnp.eye(self.dim)[None])
         z = jax.random.normal(kz, (n, self.dim))
         return self.means[k] + jnp.einsum("nij,nj->ni", chol[k], z)
 
@@ -102,7 +102,9 @@ class GaussianMixture:
             raise ValueError("ode_solution has a closed form only for a single Gaussian (K = 1)")
         lam, u = jnp.linalg.eigh(self.covs[0])
         mu = self.means[0]
+        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])[:, None]  # [B, 1]
+        s = jnp.broadcast_to(jnp.asarray(s, jnp.float32), x.shape[:1])[:, None]
         at, st, as_, ss = process.alpha(t), process.sigma(t), process.alpha(s), process.sigma(s)
-        scale = jnp.sqrt((as_**2 * lam + ss**2) / (at**2 * lam + st**2))  # [D]
-        y = (x - at * mu) @ u
-        return (y * scale) @ u.T + as_ * mu
+        scale = jnp.sqrt((as_**2 * lam[None] + ss**2) / (at**2 * lam[None] + st**2))  # [B, D]
+        y = (x - at * mu[None]) @ u
+        return (y * scale) @ u.T + as_ * mu[None]
