@@ -1,0 +1,1 @@
+"""The trainer: state, optimizer, sharding, checkpoints, metric writers and the loop."""

@@ -1,0 +1,61 @@
+"""`mode=sample` and `mode=evaluate`: load the latest checkpoint's EMA params and use them."""
+
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from diffjax.train import checkpoint, experiment, loop, outputs, sharding
+
+
+def restore_latest(config: ml_collections.ConfigDict, workdir: str):
+    """The Experiment of `config` and the TrainState of the latest checkpoint in `workdir`."""
+    exp = experiment.build(config)
+    _, create = loop.state_constructor(config, exp)
+    replicated = sharding.replicated(sharding.make_mesh())
+    abstract = checkpoint.abstract_like(
+        jax.eval_shape(create, jax.random.PRNGKey(config.seed)), replicated
+    )
+    manager = checkpoint.make_manager(workdir, config.training.keep_checkpoints)
+    if manager.latest_step() is None:
+        raise FileNotFoundError(
+            f"no checkpoint in {workdir}/checkpoints: train first with --config.mode=train"
+        )
+    return exp, checkpoint.restore(manager, abstract)
+
+
+def sample(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Samples `sample.num_samples` with `sample.sampler` / `sample.num_steps` / options; writes
+    `samples/sample_<sampler>_<steps>.{png,npz,json}` and returns the JSON (NFE, seconds)."""
+    exp, state = restore_latest(config, workdir)
+    fn = jax.jit(lambda p, k: exp.sample(p, k, config.sample.num_samples))
+    key = jax.random.PRNGKey(config.seed)
+    start = time.perf_counter()
+    compiled = fn.lower(state.ema_params, key).compile()
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    x = np.asarray(jax.block_until_ready(compiled(state.ema_params, key)))
+    seconds = time.perf_counter() - start
+    sampler_name = config.sample.sampler or exp.recipe.sampler
+    name = f"sample_{sampler_name}_{exp.sample_num_steps or 'default'}"
+    png = outputs.save_samples(workdir, name, x)
+    report = {
+        "step": int(state.step),
+        "sampler": sampler_name,
+        "num_steps": exp.sample_num_steps,
+        "nfe": getattr(exp.sampler, "nfe", lambda n: None)(exp.sample_num_steps),
+        "num_samples": int(x.shape[0]),
+        "seconds": seconds,
+        "compile_seconds": compile_seconds,
+        "png": png,
+    }
+    outputs.write_json(os.path.join(workdir, "samples", name + ".json"), report)
+    return report
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Recomputes metrics.json (sample quality of the EMA params) for the latest checkpoint."""
+    exp, state = restore_latest(config, workdir)
+    return outputs.evaluate_sample_quality(config, exp, state, workdir)

@@ -1,0 +1,145 @@
+"""The training loop: resumable, mesh-sharded, logged, with periodic samples and a final report.
+
+Running the same command again continues from the last complete checkpoint in the workdir,
+with the data stream and the per-step noise exactly where they were.
+"""
+
+import functools
+import math
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from diffjax.train import checkpoint, experiment, outputs, sharding
+from diffjax.train.optim import learning_rate_schedule, make_optimizer
+from diffjax.train.state import TrainState, create_train_state, make_train_step
+from diffjax.train.writer import MetricWriter
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or gradient became NaN / inf; the message says where to resume from."""
+
+
+def _optimizer_kwargs(optim: ml_collections.ConfigDict, total_steps: int) -> dict:
+    kwargs = {k: v for k, v in optim.to_dict().items() if k != "ema_decay"}
+    return {**kwargs, "total_steps": total_steps}
+
+
+def _check_training_config(training: ml_collections.ConfigDict) -> None:
+    for field in ("num_steps", "batch_size", "log_every", "checkpoint_every"):
+        if training[field] < 1:
+            raise ValueError(f"training.{field}={training[field]} must be >= 1")
+    if training.sample_every < 0:
+        raise ValueError(f"training.sample_every={training.sample_every} must be >= 0")
+
+
+def state_constructor(config: ml_collections.ConfigDict, exp: experiment.Experiment):
+    """The optimizer and `create(key) -> TrainState` of `config` (also the restore template)."""
+    optimizer = make_optimizer(**_optimizer_kwargs(config.optim, config.training.num_steps))
+    create = functools.partial(create_train_state, init_params=exp.init_params, optimizer=optimizer)
+    return optimizer, create
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+    """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final state."""
+    tc = config.training
+    _check_training_config(tc)
+    exp = experiment.build(config)
+    mesh = sharding.make_mesh()
+    sharding.check_batch_size(tc.batch_size, mesh)
+    replicated = sharding.replicated(mesh)
+
+    optimizer, create = state_constructor(config, exp)
+    lr = learning_rate_schedule(
+        config.optim.learning_rate, config.optim.schedule, config.optim.warmup_steps, tc.num_steps
+    )
+    loss_fn = exp.recipe.make_loss(exp.apply_fn)
+    train_step = jax.jit(
+        make_train_step(loss_fn, optimizer, config.optim.ema_decay),
+        in_shardings=(replicated, sharding.batch_sharding(mesh)),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    seed_key = jax.random.PRNGKey(config.seed)
+
+    data_iterator = iter(exp.dataset.loader("train", tc.batch_size, seed=config.seed, shuffle=True))
+    manager = checkpoint.make_manager(workdir, tc.keep_checkpoints)
+    if manager.latest_step() is None:
+        state = jax.jit(create, out_shardings=replicated)(seed_key)
+        start = 0
+    else:
+        abstract = checkpoint.abstract_like(jax.eval_shape(create, seed_key), replicated)
+        state = checkpoint.restore(manager, abstract, data_iterator)
+        start = int(state.step)
+        logging.info("resumed from step %d in %s", start, workdir)
+
+    writer = MetricWriter(workdir, start)
+    writer.text(f"{'resume at' if start else 'start'} step {start} of {tc.num_steps}")
+    sample = jax.jit(
+        functools.partial(exp.sample, num_samples=config.sample.num_samples),
+        out_shardings=replicated,
+    )
+    # Simulated CPU devices abort when many steps with collectives are in flight; on CPU each
+    # step is awaited (cheap: it also gives the progress bar and the NaN check every step).
+    await_every_step = jax.devices()[0].platform == "cpu"
+    bar = tqdm(
+        total=tc.num_steps,
+        initial=start,
+        desc="train",
+        disable=jax.process_index() != 0,
+        dynamic_ncols=True,
+    )
+    window_start, window_steps = time.perf_counter(), 0
+    for step in range(start + 1, tc.num_steps + 1):
+        batch = sharding.global_batch(next(data_iterator), mesh)
+        state, metrics = train_step(state, batch)
+        window_steps += 1
+        is_log = step % tc.log_every == 0 or step == tc.num_steps
+        is_ckpt = step % tc.checkpoint_every == 0 or step == tc.num_steps
+        if await_every_step or is_log or is_ckpt:
+            values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            _check_finite(values, step, manager)
+            bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+        if is_log:
+            now = time.perf_counter()
+            values["steps_per_sec"] = window_steps / (now - window_start)
+            values["learning_rate"] = float(lr(step))
+            window_start, window_steps = now, 0
+            writer.write(step, values)
+        if is_ckpt:
+            checkpoint.save(manager, state, data_iterator)
+        if tc.sample_every and step % tc.sample_every == 0:
+            x = sample(state.ema_params, jax.random.fold_in(seed_key, step))
+            outputs.save_samples(workdir, f"samples_step_{step:07d}", np.asarray(x))
+        bar.update(1)
+    bar.close()
+    manager.wait_until_finished()
+    writer.text(f"finished step {int(state.step)}")
+    writer.close()
+    if jax.process_index() == 0:
+        outputs.save_loss_curve(workdir)
+        x = sample(state.ema_params, jax.random.fold_in(seed_key, tc.num_steps))
+        outputs.save_samples(workdir, "samples_final", np.asarray(x))
+    if config.eval.at_end:
+        outputs.evaluate_sample_quality(config, exp, state, workdir)
+    return state
+
+
+def _check_finite(values: dict[str, float], step: int, manager) -> None:
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        last = manager.latest_step()
+        where = (
+            f"the last complete checkpoint is step {last} in {manager.directory}; rerunning the "
+            "same command resumes from it"
+            if last is not None
+            else "no checkpoint was saved yet"
+        )
+        raise NonFiniteLossError(
+            f"non-finite {bad} at step {step}; {where}. Lower optim.learning_rate or check the "
+            "data before resuming."
+        )

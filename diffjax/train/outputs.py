@@ -1,0 +1,64 @@
+"""What a run leaves in its workdir besides checkpoints: sample grids and arrays, the loss
+curve, and metrics.json with the offline sample-quality figures."""
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from diffjax.evaluation import plots
+from diffjax.evaluation.sample_quality import SampleQuality
+from diffjax.train import writer
+
+
+def save_samples(workdir: str, name: str, x: np.ndarray) -> str:
+    """Writes `<workdir>/samples/<name>.png` (a grid, or a scatter for 2-D points) and `.npz`."""
+    directory = os.path.join(workdir, "samples")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    np.savez(path + ".npz", samples=x)
+    if x.ndim == 4:
+        plots.save_image_grid(path + ".png", x)
+    else:
+        plots.save_scatter(path + ".png", x)
+    return path + ".png"
+
+
+def save_loss_curve(workdir: str) -> str:
+    """Draws `<workdir>/loss_curve.png` from the run's metric history."""
+    history = writer.read_history(workdir)
+    path = os.path.join(workdir, "loss_curve.png")
+    plots.save_loss_curve(
+        path, np.array([h["step"] for h in history]), np.array([h["loss"] for h in history])
+    )
+    return path
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Writes JSON atomically (temporary file, then rename)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def evaluate_sample_quality(config: ml_collections.ConfigDict, exp, state, workdir: str) -> dict:
+    """Frechet distance of `eval.num_samples` EMA samples to the test split, next to the floor
+    (train vs test) and the ceiling (noise), written to `<workdir>/metrics.json`."""
+    train = exp.dataset.as_array("train")
+    test = exp.dataset.as_array("test")
+    quality = SampleQuality.fit(
+        os.path.join(workdir, "eval_features"),
+        train["x"],
+        train["label"],
+        test["x"],
+        jax.random.PRNGKey(config.seed),
+    )
+    sample = jax.jit(lambda p, k: exp.sample(p, k, config.eval.num_samples))
+    x = np.asarray(sample(state.ema_params, jax.random.PRNGKey(config.seed + 1)))
+    report = {"step": int(state.step), **quality.report(x)}
+    if jax.process_index() == 0:
+        write_json(os.path.join(workdir, "metrics.json"), report)
+    return report
