@@ -1,0 +1,158 @@
+"""Flow matching: the CFM loss of the exact marginal velocity equals its closed-form minimum."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.stats
+
+from diffjax import processes
+from diffjax.analytic.gaussian import GaussianMixture
+from diffjax.methods import flow_matching as fm
+
+MEAN = np.array([0.5, -1.0], np.float32)
+COV = np.array([[1.0, 0.6], [0.6, 0.5]], np.float32)
+SIGMA_MIN = 0.1
+BETA_MIN, BETA_MAX = 0.1, 20.0
+
+
+def _ot_coefs(t):
+    return 1 - t, -1.0, SIGMA_MIN + (1 - SIGMA_MIN) * t, 1 - SIGMA_MIN
+
+
+def _vp_coefs(t):
+    dlog = -0.5 * t * (BETA_MAX - BETA_MIN) - 0.5 * BETA_MIN
+    a = np.exp(-0.25 * t**2 * (BETA_MAX - BETA_MIN) - 0.5 * t * BETA_MIN)
+    s = np.sqrt(1 - a**2)
+    return a, a * dlog, s, -a * a * dlog / s
+
+
+def _min_loss_at(t, coefs):
+    """tr Cov(u | x_t) / D for u = a' x0 + s' x1, x_t = a x0 + s x1, x0 ~ N(mu, C), x1 ~ N(0, I)."""
+    a, da, s, ds = coefs(t)
+    eye = np.eye(2)
+    s_uu = da**2 * COV + ds**2 * eye
+    s_ux = da * a * COV + ds * s * eye
+    s_xx = a**2 * COV + s**2 * eye
+    return np.trace(s_uu - s_ux @ np.linalg.solve(s_xx, s_ux.T)) / 2
+
+
+# The VP conditional velocity has sigma'(t) ~ t^(-1/2) at t = 0, so its CFM loss integrates
+# log-divergently there: VP training starts at t_min > 0.
+CASES = {
+    "ot": (fm.OTPath(sigma_min=SIGMA_MIN), _ot_coefs, 0.0),
+    "vp": (processes.VP(beta_min=BETA_MIN, beta_max=BETA_MAX), _vp_coefs, 1e-3),
+}
+
+
+@pytest.mark.parametrize("path", ["ot", "vp"])
+@pytest.mark.parametrize("dist", ["uniform", "logit_normal"])
+def test_cfm_loss_of_exact_velocity_is_the_closed_form_minimum(path, dist):
+    process, coefs, t_min = CASES[path]
+
+    def density(t):  # of t = t_min + (1 - t_min) u, u ~ U[0, 1] or logit-normal(0.3, 0.8)
+        u = (t - t_min) / (1 - t_min)
+        if dist == "uniform":
+            return 1 / (1 - t_min)
+        return scipy.stats.norm.pdf(np.log(u / (1 - u)), 0.3, 0.8) / (u * (1 - u) * (1 - t_min))
+
+    expected, _ = scipy.integrate.quad(
+        lambda t: density(t) * _min_loss_at(t, coefs), t_min, 1, limit=200, epsabs=1e-7
+    )
+
+    gm = GaussianMixture.gaussian(MEAN, COV)
+    velocity = gm.denoiser(process).velocity
+    recipe = fm.flow_matching(
+        process, time_distribution=dist, time_loc=0.3, time_scale=0.8, t_min=t_min
+    )
+    loss_fn = recipe.make_loss(lambda params, x, t, cond=None, key=None: velocity(x, t))
+
+    n = 40000
+    x0 = gm.sample(jax.random.key(1), n)
+    value, metrics = jax.jit(loss_fn)({"model": {}}, {"x": x0}, jax.random.key(2))
+
+    # Standard error of the Monte Carlo mean, from the per-example losses of an independent draw.
+    sample_t = fm.time_sampler(dist, 0.3, 0.8, t_min)
+    k_t, k_n = jax.random.split(jax.random.key(3))
+    per = jax.jit(fm.cfm_loss_per_example, static_argnums=(0, 1))(
+        velocity, process, x0, jax.random.normal(k_n, x0.shape), sample_t(k_t, n)
+    )
+    stderr = float(jnp.std(per)) / np.sqrt(n)
+    assert abs(float(value) - expected) < 4 * stderr, (float(value), expected, stderr)
+    assert float(metrics["loss"]) == float(value)
+
+
+def test_shifted_field_pays_the_squared_shift():
+    """E||v* + c - u||^2 = E||v* - u||^2 + c^2 per feature, since E[u | x_t] = v*."""
+    process = fm.OTPath(sigma_min=SIGMA_MIN)
+    gm = GaussianMixture.gaussian(MEAN, COV)
+    velocity = gm.denoiser(process).velocity
+    n, c = 40000, 0.3
+    k0, k1, kt = jax.random.split(jax.random.key(0), 3)
+    x0, x1 = gm.sample(k0, n), jax.random.normal(k1, (n, 2))
+    t = jax.random.uniform(kt, (n,))
+    per = jax.jit(fm.cfm_loss_per_example, static_argnums=(0, 1))
+    base = per(velocity, process, x0, x1, t)
+    shifted = per(lambda x, s: velocity(x, s) + c, process, x0, x1, t)
+    # The difference is c^2 + 2 c mean(v* - u), whose second term has zero mean.
+    diff = shifted - base
+    stderr = float(jnp.std(diff)) / np.sqrt(n)
+    assert abs(float(jnp.mean(diff)) - c**2) < 4 * stderr
+
+
+def test_ot_path_is_the_seed_path_reversed():
+    """OT path: x_t = (1 - t) x0 + (sigma_min + (1 - sigma_min) t) x1."""
+    process = fm.OTPath(sigma_min=SIGMA_MIN)
+    t = jnp.linspace(0.0, 1.0, 11)
+    np.testing.assert_allclose(process.alpha(t), 1 - t, atol=1e-7)
+    np.testing.assert_allclose(process.sigma(t), SIGMA_MIN + (1 - SIGMA_MIN) * t, atol=1e-7)
+    with pytest.raises(ValueError, match="sigma_min"):
+        fm.OTPath(sigma_min=1.0)
+
+
+def test_time_sampler_moments():
+    n = 50000
+    t = jax.jit(fm.time_sampler("logit_normal", 0.3, 0.8), static_argnums=1)(jax.random.key(0), n)
+    logit = np.log(np.asarray(t) / (1 - np.asarray(t)))
+    assert abs(logit.mean() - 0.3) < 4 * 0.8 / np.sqrt(n)
+    assert abs(logit.std() - 0.8) < 4 * 0.8 / np.sqrt(2 * n)
+    u = fm.time_sampler("uniform", t_min=0.2)(jax.random.key(1), n)
+    assert float(u.min()) >= 0.2 and abs(float(u.mean()) - 0.6) < 4 * 0.8 / np.sqrt(12 * n)
+
+
+@pytest.mark.parametrize("coupling", ["exact", "sinkhorn"])
+def test_ot_coupling_shortens_pairs(coupling):
+    """OT pairing can only lower the total squared distance of the minibatch pairs."""
+    k0, k1, kc = jax.random.split(jax.random.key(0), 3)
+    x0 = jax.random.normal(k0, (64, 4, 4, 1)) + 2.0
+    x1 = jax.random.normal(k1, (64, 4, 4, 1))
+    paired = jax.jit(fm.couple, static_argnums=(0, 4))(coupling, kc, x0, x1, 0.01)
+    cost = lambda y: float(jnp.sum(jnp.square(x0 - y)))  # noqa: E731
+    assert cost(paired) < cost(x1)
+    if coupling == "exact":
+        np.testing.assert_allclose(np.sort(paired.ravel()), np.sort(x1.ravel()))
+
+
+def test_reflow_batch_noise_is_used_as_given():
+    """With batch["noise"], an exactly straight field for those pairs has zero loss."""
+    process = processes.RectifiedFlow()
+    x0 = jax.random.normal(jax.random.key(0), (8, 2))
+    x1 = jax.random.normal(jax.random.key(1), (8, 2))
+    # For the pair (x0, x1) on the line x_t = (1 - t) x0 + t x1, the velocity is x1 - x0.
+    recipe = fm.flow_matching(process)
+    loss_fn = recipe.make_loss(lambda params, x, t, cond=None, key=None: x1 - x0)
+    value, _ = jax.jit(loss_fn)({"model": {}}, {"x": x0, "noise": x1}, jax.random.key(2))
+    assert float(value) == 0.0
+
+
+def test_builder_validates():
+    with pytest.raises(ValueError, match="velocity"):
+        fm.flow_matching(processes.RectifiedFlow(), prediction="eps")
+    with pytest.raises(ValueError, match="coupling"):
+        fm.flow_matching(processes.RectifiedFlow(), coupling="greedy")
+    with pytest.raises(ValueError, match="distribution"):
+        fm.flow_matching(processes.RectifiedFlow(), time_distribution="beta")
+    with pytest.raises(ValueError, match="OT coupling"):
+        fm.ot_cfm(processes.RectifiedFlow(), coupling="independent")
+    assert fm.ot_cfm(processes.RectifiedFlow()).name == "ot_cfm"
