@@ -3,3 +3,27 @@
 Offline datasets (digits, toy2d) are tfds builders in this package, read through
 `tfds.data_source` + grain like every real tfds dataset (no TensorFlow needed).
 """
+
+from diffjax.data import digits, pipeline
+from diffjax.data.pipeline import Dataset
+
+OFFLINE = {"digits": digits.load}  # name -> loader(**kw) -> Dataset; other names go to tfds
+
+
+def get(name: str, **kwargs) -> Dataset:
+    """The Dataset `name`: "digits", "toy2d" or a tfds name ("mnist", "cifar10", ...).
+
+    Args:
+      name: dataset name.
+      **kwargs: keywords of the loader: `digits.load`, `toy2d.load` or `pipeline.from_tfds`
+        (all take `data_dir`).
+
+    Raises:
+      ValueError: `name` is neither offline nor in the tfds catalogue.
+    """
+    if name in OFFLINE:
+        return OFFLINE[name](**kwargs)
+    return pipeline.from_tfds(name, **kwargs)
+
+
+__all__ = ["OFFLINE", "Dataset", "get"]

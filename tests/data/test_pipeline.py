@@ -1,0 +1,223 @@
+"""Loaders over a prepared builder (digits): scaling, order, resume, sharding, dequantization."""
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from diffjax.data import digits, pipeline
+
+K = digits.NUM_BINS
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    return digits.load(data_dir=str(tmp_path_factory.mktemp("tfds")))
+
+
+def take(loader, n, state=None):
+    """n batches of a fresh iterator of `loader`, optionally restored to `state` first."""
+    it = iter(loader)
+    if state is not None:
+        it.set_state(state)
+    return [next(it) for _ in range(n)]
+
+
+def levels(x: np.ndarray) -> np.ndarray:
+    """Gray levels v from plainly scaled x = 2 v / (K - 1) - 1, asserting they are integers."""
+    v = (x + 1.0) * (K - 1) / 2.0
+    np.testing.assert_allclose(v, np.round(v), atol=1e-5)
+    return np.round(v).astype(np.int64)
+
+
+def canonical(x: np.ndarray) -> np.ndarray:
+    """Examples [N, ...] as rows [N, D] sorted lexicographically: equal iff equal multisets."""
+    rows = x.reshape(len(x), -1)
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+def test_scale_and_dequantize_formulas():
+    v = np.array([0, 8, 16])
+    np.testing.assert_allclose(pipeline.scale(v, 17), [-1.0, 0.0, 1.0])
+    np.testing.assert_allclose(
+        pipeline.dequantize(v, np.array([0.0, 0.5, 0.999]), 17),
+        [-1.0, 2 * 8.5 / 17 - 1, 2 * 16.999 / 17 - 1],
+        rtol=1e-6,
+    )
+    pts = np.array([[0.25, -0.5]], np.float64)
+    out = pipeline.scale(pts, None)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, pts.astype(np.float32))
+
+
+def test_batches_shapes_dtypes_ranges(ds):
+    (batch,) = take(ds.loader("train", 32, seed=0, shard_index=0, shard_count=1), 1)
+    assert set(batch) == {"x", "label"}
+    assert batch["x"].shape == (32, 8, 8, 1) and batch["x"].dtype == np.float32
+    assert batch["label"].shape == (32,) and batch["label"].dtype == np.int32
+    assert batch["x"].min() >= -1.0 and batch["x"].max() <= 1.0
+    assert set(np.unique(levels(batch["x"]))) <= set(range(K))
+    assert 0 <= batch["label"].min() and batch["label"].max() <= 9
+
+
+def test_default_shard_is_this_process(ds):
+    (batch,) = take(ds.loader("train", 16, seed=0), 1)  # jax.process_count() == 1 here
+    assert batch["x"].shape == (16, 8, 8, 1)
+
+
+def test_same_seed_same_stream_other_seed_other_stream(ds):
+    a = take(ds.loader("train", 64, seed=3, shard_count=1, shard_index=0), 4)
+    b = take(ds.loader("train", 64, seed=3, shard_count=1, shard_index=0), 4)
+    c = take(ds.loader("train", 64, seed=4, shard_count=1, shard_index=0), 4)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x["x"], y["x"])
+        np.testing.assert_array_equal(x["label"], y["label"])
+    assert not np.array_equal(a[0]["x"], c[0]["x"])
+
+
+def test_one_epoch_visits_every_example_once(ds):
+    """num_epochs=1, batch 100: 15 batches that together are a permutation of the split."""
+    loader = ds.loader("train", 100, seed=0, num_epochs=1, shard_count=1, shard_index=0)
+    batches = list(loader)
+    assert len(batches) == 15
+    x = np.concatenate([b["x"] for b in batches])
+    ref = ds.as_array("train")
+    np.testing.assert_array_equal(canonical(x), canonical(ref["x"]))
+    assert not np.array_equal(x, ref["x"])  # shuffled
+
+
+def test_no_shuffle_is_file_order_and_drops_the_remainder(ds):
+    batches = list(
+        ds.loader("test", 100, seed=0, shuffle=False, num_epochs=1, shard_count=1, shard_index=0)
+    )
+    assert len(batches) == 2  # 297 examples: the last 97 do not make a batch
+    ref = ds.as_array("test", max_examples=200)
+    np.testing.assert_array_equal(np.concatenate([b["x"] for b in batches]), ref["x"])
+    np.testing.assert_array_equal(np.concatenate([b["label"] for b in batches]), ref["label"])
+
+
+def test_epochs_repeat_forever_with_new_orders(ds):
+    """Batches of 99 over the 297 test examples: the stream goes on with a fresh shuffle."""
+    loader = ds.loader("test", 99, seed=0, shard_count=1, shard_index=0)
+    b = take(loader, 6)  # 2 epochs
+    e1 = np.concatenate([x["x"] for x in b[:3]])
+    e2 = np.concatenate([x["x"] for x in b[3:]])
+    assert not np.array_equal(e1, e2)
+    np.testing.assert_array_equal(canonical(e1), canonical(e2))
+
+
+@pytest.mark.parametrize("dequantize", [False, True])
+def test_resume_from_iterator_state_continues_exactly(ds, dequantize):
+    """Take n batches, save the state, take m more; a fresh loader restored gives the same m."""
+    n, m = 20, 5  # 20 * 96 > 1500: the saved position is in the second epoch
+    kw = dict(seed=7, shard_count=1, shard_index=0, dequantize=dequantize)
+    it = iter(ds.loader("train", 96, **kw))
+    for _ in range(n):
+        next(it)
+    state = it.get_state()
+    expected = [next(it) for _ in range(m)]
+    resumed = take(ds.loader("train", 96, **kw), m, state=state)
+    for a, b in zip(expected, resumed, strict=True):
+        np.testing.assert_array_equal(a["x"], b["x"])
+        np.testing.assert_array_equal(a["label"], b["label"])
+
+
+def test_shards_interleave_into_the_global_batch(ds):
+    """Host h takes global stream positions h, h + n, ...: per-host batches of step j, interleaved,
+    are exactly the single-host global batch of step j."""
+    n, steps = 4, 3
+    single = take(ds.loader("train", 128, seed=5, shard_count=1, shard_index=0), steps)
+    shards = [
+        take(ds.loader("train", 128, seed=5, shard_count=n, shard_index=h), steps) for h in range(n)
+    ]
+    for j in range(steps):
+        for h in range(n):
+            assert shards[h][j]["x"].shape == (128 // n, 8, 8, 1)
+            np.testing.assert_array_equal(shards[h][j]["x"], single[j]["x"][h::n])
+            np.testing.assert_array_equal(shards[h][j]["label"], single[j]["label"][h::n])
+
+
+def test_shards_partition_an_epoch(ds):
+    n = 3
+    seen = [
+        np.concatenate(
+            [
+                b["x"]
+                for b in ds.loader("train", 30, seed=1, num_epochs=1, shard_count=n, shard_index=h)
+            ]
+        )
+        for h in range(n)
+    ]
+    assert [len(s) for s in seen] == [500] * n
+    x = np.concatenate(seen)
+    ref = ds.as_array("train")["x"]
+    np.testing.assert_array_equal(canonical(x), canonical(ref))
+
+
+def test_dequantization_is_uniform_within_the_bin(ds):
+    """x = 2 (v + u) / K - 1 with u ~ U[0, 1): same records as the plain stream, u uniform."""
+    kw = dict(seed=11, shard_count=1, shard_index=0)
+    plain = take(ds.loader("train", 100, **kw), 5)
+    deq = take(ds.loader("train", 100, dequantize=True, **kw), 5)
+    v = np.concatenate([levels(b["x"]) for b in plain]).ravel()
+    x = np.concatenate([b["x"] for b in deq]).ravel().astype(np.float64)
+    assert x.min() >= -1.0 and x.max() < 1.0
+    y = (x + 1.0) * K / 2.0  # = v + u
+    u = y - v
+    assert u.min() > -1e-5 and u.max() < 1 + 1e-5  # the plain level v; float32 rounding of x
+    n = u.size  # 32000 values
+    assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / n)
+    assert scipy.stats.kstest(u, "uniform").pvalue > 1e-4
+    np.testing.assert_array_equal(
+        np.concatenate([b["label"] for b in plain]), np.concatenate([b["label"] for b in deq])
+    )
+
+
+def test_as_array_max_examples(ds):
+    a = ds.as_array("test", max_examples=10)
+    assert a["x"].shape == (10, 8, 8, 1) and a["label"].shape == (10,)
+    assert ds.as_array("test", max_examples=10_000)["x"].shape[0] == 297
+    with pytest.raises(ValueError, match="max_examples"):
+        ds.as_array("test", max_examples=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(batch_size=30, shard_count=4, shard_index=0), "multiple of shard_count"),
+        (dict(batch_size=0), "multiple of shard_count"),
+        (dict(shard_count=2, shard_index=2), "shard_index"),
+        (dict(seed=-1), "seed"),
+        (dict(num_epochs=0), "num_epochs"),
+        (dict(num_threads=-1), "num_threads"),
+    ],
+)
+def test_loader_rejects_bad_arguments(ds, kwargs, match):
+    args = dict(batch_size=32, seed=0, shard_count=1, shard_index=0) | kwargs
+    with pytest.raises(ValueError, match=match):
+        ds.loader("train", args.pop("batch_size"), **args)
+
+
+def test_from_builder_rejects_unknown_features(ds):
+    with pytest.raises(ValueError, match="no feature 'img'.*image, label"):
+        pipeline.from_builder(ds.builder, x_key="img")
+    with pytest.raises(ValueError, match="label_key=None"):
+        pipeline.from_builder(ds.builder, label_key="class")
+    with pytest.raises(ValueError, match="num_bins"):
+        pipeline.from_builder(ds.builder, num_bins=1)
+
+
+def test_unlabeled_view_yields_minus_one(ds):
+    unlabeled = pipeline.from_builder(ds.builder, label_key=None, num_bins=K)
+    assert unlabeled.num_classes is None
+    (batch,) = take(unlabeled.loader("train", 8, seed=0, shard_count=1, shard_index=0), 1)
+    np.testing.assert_array_equal(batch["label"], np.full(8, pipeline.UNLABELED, np.int32))
+
+
+def test_threaded_reading_gives_the_same_stream(ds):
+    kw = dict(seed=2, shard_count=1, shard_index=0)
+    a = take(ds.loader("train", 64, **kw), 3)
+    b = take(ds.loader("train", 64, num_threads=2, **kw), 3)
+    for x, y in itertools.zip_longest(a, b):
+        np.testing.assert_array_equal(x["x"], y["x"])
