@@ -10,8 +10,12 @@ Each loop is one `lax.scan` / `fori_loop` on device.
 from collections.abc import Callable
 
 from diffjax import _registry
+from diffjax.samplers import ancestral
 
-_SAMPLERS: dict[str, Callable[..., Callable]] = {}
+_SAMPLERS: dict[str, Callable[..., Callable]] = {
+    "ddpm": ancestral.DDPM,
+    "ddim": ancestral.DDIM,
+}
 
 
 def get(name: str, **options) -> Callable:

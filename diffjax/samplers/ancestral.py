@@ -1,0 +1,102 @@
+"""Ancestral samplers: DDPM and DDIM, written for any process from alpha(t), sigma(t).
+
+For s < t the forward process has the transition x_t | x_s ~ N(alpha_{t|s} x_s, sigma_{t|s}^2 I)
+with alpha_{t|s} = alpha_t / alpha_s and sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2
+= sigma_t^2 r, where r = 1 - exp(lambda_t - lambda_s) in terms of the log-SNR lambda (computed
+with expm1, exact to float precision for small steps). The posterior q(x_s | x_t, x_0) is
+Gaussian with variance beta_tilde = sigma_s^2 r and mean
+  alpha_s x_0 + sigma_s sqrt(1 - r) eps,   eps = (x_t - alpha_t x_0) / sigma_t
+(seed 000, "DDPM": A_t x_0 + B_t x_t and beta_tilde_t; seed 001, "DDPM derivation").
+
+DDIM (seed 000, "DDIM" and "Accelerating Inference") keeps the marginals with any variance
+c^2 = eta^2 beta_tilde in [0, sigma_s^2]:
+  x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z,
+so eta = 1 is the DDPM posterior step and eta = 0 the deterministic DDIM map. DDPM's two fixed
+variances are beta_tilde ("beta_tilde") and the forward variance sigma_{t|s}^2 ("beta"). With a
+discrete T-step process and the grid i / T these are exactly DDPM's A_t, B_t, beta_tilde_t and
+beta_t; any subsequence of the grid is allowed. No noise is added on the last step, so with
+t_N = 0 (alpha = 1, sigma = 0) the result is the network's x_0 prediction at t_{N-1}.
+"""
+
+import abc
+import dataclasses
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from diffjax.predictions import Denoiser
+from diffjax.processes import Process
+from diffjax.samplers.base import Sampler, State, x0_eps
+
+
+class _Ancestral(Sampler):
+    """x_s = alpha_s x0_hat + d eps_hat + c z, one network evaluation per step."""
+
+    default_num_steps: ClassVar[int] = 1000
+
+    @abc.abstractmethod
+    def coefs(self, r: Array, sigma_s: Array, sigma_t: Array) -> tuple[Array, Array]:
+        """(d, c): the eps coefficient and the noise std, given r = sigma_{t|s}^2 / sigma_t^2."""
+
+    def step(
+        self,
+        denoiser: Denoiser,
+        x: Array,
+        state: State,
+        t: Array,
+        s: Array,
+        key: Array,
+        last: Array,
+    ) -> tuple[Array, State]:
+        process: Process = denoiser.process
+        x0, eps = x0_eps(denoiser, x, t)
+        r = -jnp.expm1(process.log_snr(t) - process.log_snr(s))
+        d, c = self.coefs(r, process.sigma(s), process.sigma(t))
+        z = jax.random.normal(key, x.shape, x.dtype)
+        return process.alpha(s) * x0 + d * eps + jnp.where(last, 0.0, c) * z, state
+
+    def nfe(self, num_steps: int) -> int:
+        return num_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class DDPM(_Ancestral):
+    """Ancestral sampling from the posterior mean with a fixed variance.
+
+    Attributes:
+      variance: "beta_tilde" (the posterior variance sigma_s^2 r, exact for point-mass data) or
+        "beta" (the forward variance sigma_t^2 r, exact for N(0, I) data).
+    """
+
+    variance: str = "beta_tilde"
+
+    def __post_init__(self):
+        if self.variance not in ("beta_tilde", "beta"):
+            raise ValueError(f"ddpm variance must be 'beta_tilde' or 'beta', got {self.variance!r}")
+
+    def coefs(self, r: Array, sigma_s: Array, sigma_t: Array) -> tuple[Array, Array]:
+        std = sigma_s if self.variance == "beta_tilde" else sigma_t
+        return sigma_s * jnp.sqrt(1.0 - r), std * jnp.sqrt(r)
+
+
+@dataclasses.dataclass(frozen=True)
+class DDIM(_Ancestral):
+    """DDIM with noise c = eta sqrt(beta_tilde); eta = 0 deterministic, eta = 1 DDPM.
+
+    Attributes:
+      eta: in [0, 1].
+    """
+
+    eta: float = 0.0
+    default_num_steps: ClassVar[int] = 50
+
+    def __post_init__(self):
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"ddim needs 0 <= eta <= 1, got {self.eta=}")
+
+    def coefs(self, r: Array, sigma_s: Array, sigma_t: Array) -> tuple[Array, Array]:
+        del sigma_t
+        d = sigma_s * jnp.sqrt(jnp.maximum(1.0 - self.eta**2 * r, 0.0))
+        return d, self.eta * sigma_s * jnp.sqrt(r)

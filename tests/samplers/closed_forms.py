@@ -1,0 +1,48 @@
+"""Closed-form problems shared by the sampler tests: Gaussian and 2-D mixture data under VP."""
+
+import jax.numpy as jnp
+import numpy as np
+
+from diffjax import processes
+from diffjax.analytic.gaussian import GaussianMixture
+
+MEAN = np.array([0.5, -0.3], np.float32)
+COV = np.array([[0.3, 0.1], [0.1, 0.2]], np.float32)
+
+
+VP = processes.get("vp")
+
+# N(MEAN, COV) in 2-D: exact denoiser and exact probability-flow ODE map.
+GAUSSIAN = GaussianMixture.gaussian(jnp.asarray(MEAN), jnp.asarray(COV))
+
+# Two well-separated components with weights 0.3 / 0.7, told apart by the sign of x[0].
+MIXTURE = GaussianMixture(
+    jnp.array([0.3, 0.7]),
+    jnp.array([[-0.6, 0.0], [0.6, 0.0]]),
+    jnp.stack([0.02 * jnp.eye(2)] * 2),
+)
+
+
+def assert_gaussian_moments(x: np.ndarray, mean: np.ndarray, cov: np.ndarray, z: float = 5.0):
+    """Sample mean and covariance within z standard errors of (mean, cov) for n = len(x) draws.
+
+    Standard errors of Gaussian samples: sqrt(C_ii / n) for the mean and
+    sqrt((C_ii C_jj + C_ij^2) / n) for the covariance entry (i, j).
+    """
+    n = x.shape[0]
+    se_mean = np.sqrt(np.diag(cov) / n)
+    se_cov = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n)
+    np.testing.assert_array_less(np.abs(x.mean(0) - mean), z * se_mean)
+    np.testing.assert_array_less(np.abs(np.cov(x.T) - cov), z * se_cov)
+
+
+def assert_weights(x: np.ndarray, weight_right: float, z: float = 5.0):
+    """Fraction of draws with x[0] > 0 within z binomial standard errors of `weight_right`."""
+    n = x.shape[0]
+    se = np.sqrt(weight_right * (1 - weight_right) / n)
+    assert abs(np.mean(x[:, 0] > 0) - weight_right) < z * se
+
+
+def observed_order(steps, errors) -> float:
+    """Slope of log(error) against log(1 / steps): the observed convergence order."""
+    return float(-np.polyfit(np.log(steps), np.log(errors), 1)[0])

@@ -1,0 +1,124 @@
+"""DDPM and DDIM against closed forms: DDPM's Algorithm 2, Gaussian / mixture data, exact ODE."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from diffjax import samplers
+from diffjax.predictions import Denoiser
+
+from .closed_forms import (
+    COV,
+    GAUSSIAN,
+    MEAN,
+    MIXTURE,
+    VP,
+    assert_gaussian_moments,
+    assert_weights,
+    observed_order,
+)
+
+N_SAMPLES = 4000
+
+
+def _run(sampler, denoiser, x_init, num_steps, key=0):
+    fn = jax.jit(lambda k, x: sampler(k, denoiser, x, num_steps=num_steps))
+    return np.asarray(fn(jax.random.PRNGKey(key), x_init))
+
+
+def _noise(n, seed=1):
+    return jax.random.normal(jax.random.PRNGKey(seed), (n, 2))
+
+
+def test_ddpm_step_is_algorithm_2():
+    """One step on the grid i / T is DDPM's x_{t-1} = (x_t - beta/sqrt(1-abar) eps)/sqrt(1-beta)
+    + sqrt(beta_tilde) z, with abar_i = alpha(i / T)^2 and beta_i = 1 - abar_i / abar_{i-1}."""
+    T, i = 1000, 400
+    t, s = i / T, (i - 1) / T
+    eps_fn = lambda x, t: jnp.sin(3.0 * x) + t[:, None]  # noqa: E731  any smooth eps-model
+    den = Denoiser(eps_fn, "eps", VP)
+    x = _noise(8)
+    key = jax.random.PRNGKey(5)
+    grid = jnp.array([t, s, 0.0])
+    for variance in ("beta_tilde", "beta"):
+        sampler = samplers.get("ddpm", variance=variance)
+        _, traj = jax.jit(
+            lambda k, x, v=sampler: v(k, den, x, timesteps=grid, return_trajectory=True)
+        )(key, x)
+        # VP: log abar(t) = -t^2 (beta_max - beta_min) / 2 - t beta_min.
+        abar_t, abar_s = (np.exp(-0.5 * u**2 * (20.0 - 0.1) - 0.1 * u) for u in (t, s))
+        beta = 1.0 - abar_t / abar_s
+        var = beta * (1 - abar_s) / (1 - abar_t) if variance == "beta_tilde" else beta
+        eps = np.asarray(eps_fn(x, jnp.full((8,), t)))
+        z = np.asarray(jax.random.normal(jax.random.fold_in(key, 0), x.shape))  # step 0's noise
+        mean = (np.asarray(x) - beta / np.sqrt(1 - abar_t) * eps) / np.sqrt(1 - beta)
+        want = mean + np.sqrt(var) * z
+        np.testing.assert_allclose(traj[1], want, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("variance", ["beta_tilde", "beta"])
+def test_ddpm_reproduces_gaussian(variance):
+    sampler = samplers.get("ddpm", variance=variance)
+    x = _run(sampler, GAUSSIAN.denoiser(VP), _noise(N_SAMPLES), 1000)
+    assert_gaussian_moments(x, MEAN, COV)
+
+
+def test_ddpm_reproduces_mixture_weights():
+    x = _run(samplers.get("ddpm"), MIXTURE.denoiser(VP), _noise(N_SAMPLES), 500)
+    assert_weights(x, 0.7)
+
+
+def test_ddim_stochastic_reproduces_gaussian():
+    x = _run(samplers.get("ddim", eta=0.5), GAUSSIAN.denoiser(VP), _noise(N_SAMPLES), 1000)
+    assert_gaussian_moments(x, MEAN, COV)
+
+
+def test_ddim_eta_one_is_ddpm_step_by_step():
+    den = MIXTURE.denoiser(VP)
+    x, key = _noise(64), jax.random.PRNGKey(3)
+    run = lambda s: jax.jit(lambda k, x: s(k, den, x, num_steps=50, return_trajectory=True))  # noqa: E731
+    _, a = run(samplers.get("ddim", eta=1.0))(key, x)
+    _, b = run(samplers.get("ddpm"))(key, x)
+    assert a.shape == (51, 64, 2)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_ddim_deterministic_converges_at_order_one():
+    """eta = 0 is a first-order solver of the probability-flow ODE from t = 1 to t = 0."""
+    x1 = _noise(256)
+    exact = np.asarray(GAUSSIAN.ode_solution(x1, 1.0, 0.0, VP))
+    steps = [10, 20, 40, 80]
+    sampler, den = samplers.get("ddim"), GAUSSIAN.denoiser(VP)
+    errors = [np.max(np.abs(_run(sampler, den, x1, n) - exact)) for n in steps]
+    assert abs(observed_order(steps, errors) - 1.0) < 0.3
+    assert errors[-1] < 0.1
+
+
+def test_last_step_returns_x0_prediction():
+    den = GAUSSIAN.denoiser(VP)
+    x1 = _noise(16)
+    ts = jnp.array([1.0, 0.3, 0.0])
+    for name, options in [("ddpm", {}), ("ddpm", {"variance": "beta"}), ("ddim", {"eta": 1.0})]:
+        sampler = samplers.get(name, **options)
+        run = lambda k, x, s=sampler: s(k, den, x, timesteps=ts, return_trajectory=True)  # noqa: E731
+        out, traj = jax.jit(run)(jax.random.PRNGKey(0), x1)
+        np.testing.assert_allclose(out, GAUSSIAN.x0_mean(traj[1], 0.3, VP), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name,options",
+    [("ddpm", {"variance": "beta_hat"}), ("ddim", {"eta": 1.5}), ("ddim", {"eta": -0.1})],
+)
+def test_invalid_options_raise(name, options):
+    with pytest.raises(ValueError):
+        samplers.get(name, **options)
+
+
+def test_grid_arguments_are_validated():
+    sampler, den = samplers.get("ddim"), GAUSSIAN.denoiser(VP)
+    with pytest.raises(ValueError, match="not both"):
+        sampler(jax.random.PRNGKey(0), den, _noise(2), num_steps=3, timesteps=jnp.array([1.0, 0.0]))
+    with pytest.raises(ValueError, match="N \\+ 1"):
+        sampler(jax.random.PRNGKey(0), den, _noise(2), timesteps=jnp.array([1.0]))
+    assert sampler.nfe(37) == 37
