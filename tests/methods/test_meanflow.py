@@ -1,0 +1,135 @@
+"""MeanFlow: the jvp target vs finite differences; the exact average velocity of a Gaussian."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from diffjax import processes
+from diffjax.analytic.gaussian import GaussianMixture
+from diffjax.methods import meanflow as mf
+
+MEAN = jnp.array([0.5, -1.0])
+COV = jnp.array([[1.0, 0.6], [0.6, 0.5]])
+RF = processes.RectifiedFlow()
+
+
+def _exact_average_velocity(gm):
+    """u(z, r, t) = (z_t - z_r) / (t - r) with z_r the exact PF-ODE map of Gaussian data."""
+
+    def u(z, r, t):
+        return (z - gm.ode_solution(z, t, r, RF)) / (t - r)[:, None]
+
+    return u
+
+
+def _smooth_field(z, r, t):
+    """An arbitrary smooth u(z, r, t) with nonzero d_z u, d_t u and d_r u."""
+    w = jnp.array([[0.3, -0.7], [1.1, 0.2]])
+    return jnp.tanh(z @ w) * (1.0 + t[:, None] ** 2) + jnp.sin(3.0 * t - r)[:, None] * z
+
+
+def test_jvp_target_equals_finite_differences():
+    with jax.enable_x64(True):
+        k = jax.random.split(jax.random.key(0), 3)
+        z = jax.random.normal(k[0], (16, 2), jnp.float64)
+        v = jax.random.normal(k[1], (16, 2), jnp.float64)
+        t = jax.random.uniform(k[2], (16,), jnp.float64, 0.3, 0.9)
+        r = 0.5 * t
+        u, u_tgt = jax.jit(mf.meanflow_target, static_argnums=0)(_smooth_field, z, r, t, v)
+        h = 1e-5
+        # d/dt u(z + tau v, r, t + tau) at tau = 0, central differences (error O(h^2)).
+        dudt = (_smooth_field(z + h * v, r, t + h) - _smooth_field(z - h * v, r, t - h)) / (2 * h)
+        np.testing.assert_allclose(u, _smooth_field(z, r, t), rtol=1e-12)
+        np.testing.assert_allclose(u_tgt, v - (t - r)[:, None] * dudt, rtol=1e-8, atol=1e-8)
+
+
+def test_exact_average_velocity_satisfies_the_meanflow_identity():
+    """With v the exact marginal velocity, u_exact = v - (t - r) d/dt u_exact (zero loss)."""
+    gm = GaussianMixture.gaussian(MEAN, COV)
+    u_fn = _exact_average_velocity(gm)
+    k = jax.random.split(jax.random.key(1), 3)
+    n = 256
+    t = jax.random.uniform(k[0], (n,), minval=0.1, maxval=1.0)
+    r = t * jax.random.uniform(k[1], (n,), maxval=0.9)  # r <= 0.9 t, away from the r = t limit
+    z = gm.sample(k[2], n) * (1 - t)[:, None] + jax.random.normal(k[2], (n, 2)) * t[:, None]
+    v = gm.denoiser(RF).velocity(z, t)
+    u, u_tgt = jax.jit(mf.meanflow_target, static_argnums=0)(u_fn, z, r, t, v)
+    # float32 round-off of the closed form, amplified by 1 / (t - r) <= 10.
+    np.testing.assert_allclose(u_tgt, u, atol=5e-4)
+    # A velocity that is not the marginal one breaks the identity.
+    _, bad = mf.meanflow_target(u_fn, z, r, t, 1.1 * v)
+    assert float(jnp.max(jnp.abs(bad - u))) > 0.05
+
+
+@pytest.mark.parametrize("num_steps", [1, 2])
+def test_sampling_with_the_exact_average_velocity_is_the_exact_ode_map(num_steps):
+    gm = GaussianMixture.gaussian(MEAN, COV)
+    z1 = jax.random.normal(jax.random.key(2), (64, 2))
+    z0 = jax.jit(mf.sample, static_argnums=(0, 2))(_exact_average_velocity(gm), z1, num_steps)
+    np.testing.assert_allclose(z0, gm.ode_solution(z1, 1.0, 0.0, RF), atol=1e-5)
+
+
+def test_recipe_loss_is_zero_for_the_exact_model_of_point_data():
+    """For data at one point mu, the conditional velocity is the marginal one and the average
+    velocity is u(z, r, t) = (z - mu) / t: the loss vanishes for every (r, t), including r = t."""
+    mu = jnp.array([0.7, -0.2])
+
+    def apply_fn(params, z, times, cond=None, key=None):
+        assert times.shape == (z.shape[0], 2)
+        return (z - mu[None]) / times[:, :1]
+
+    recipe = mf.meanflow(RF, time_distribution="uniform")
+    loss_fn = recipe.make_loss(apply_fn)
+    x = jnp.broadcast_to(mu, (128, 2))
+    value, metrics = jax.jit(loss_fn)({"model": {}}, {"x": x}, jax.random.key(3))
+    assert float(metrics["squared_error"]) < 1e-9
+    assert float(value) < 1e-6
+
+
+def test_recipe_loss_is_the_adaptively_weighted_error():
+    """A field off by a constant c: D = c - (t - r) d/dt c = c, so loss = 2c^2 / (2c^2 + eps)."""
+    c = 0.3
+    mu = jnp.array([0.7, -0.2])
+
+    def apply_fn(params, z, times, cond=None, key=None):
+        return (z - mu[None]) / times[:, :1] + c
+
+    for power, expected in [(0.0, 2 * c**2), (1.0, 2 * c**2 / (2 * c**2 + 1e-3))]:
+        loss_fn = mf.meanflow(RF, adaptive_power=power).make_loss(apply_fn)
+        x = jnp.broadcast_to(mu, (64, 2))
+        value, _ = jax.jit(loss_fn)({"model": {}}, {"x": x}, jax.random.key(4))
+        np.testing.assert_allclose(float(value), expected, rtol=1e-4)
+
+
+def test_time_pairs():
+    sample_t = mf.time_sampler("logit_normal", -0.4, 1.0)
+    r, t = jax.jit(mf.sample_times, static_argnums=(1, 2, 3))(
+        jax.random.key(5), 40000, sample_t, 0.75
+    )
+    assert bool(jnp.all(r <= t))
+    frac = float(jnp.mean(r == t))
+    assert abs(frac - 0.75) < 4 * np.sqrt(0.75 * 0.25 / 40000)
+
+
+def test_builder_validates():
+    with pytest.raises(ValueError, match="velocity"):
+        mf.meanflow(RF, prediction="eps")
+    with pytest.raises(ValueError, match="null"):
+        mf.meanflow(RF, guidance_scale=2.0)
+    with pytest.raises(ValueError, match="fractions"):
+        mf.meanflow(RF, equal_fraction=1.5)
+
+
+def test_guided_target_runs_and_keeps_the_exact_model_exact():
+    """With the CFG target and a label-blind exact model, v_null = v: the loss stays zero."""
+    mu = jnp.array([0.7, -0.2])
+
+    def apply_fn(params, z, times, cond=None, key=None):
+        assert cond is not None and cond.shape == (z.shape[0],)
+        return (z - mu[None]) / times[:, :1]
+
+    loss_fn = mf.meanflow(RF, guidance_scale=2.0, null_cond=10).make_loss(apply_fn)
+    batch = {"x": jnp.broadcast_to(mu, (32, 2)), "cond": jnp.arange(32) % 10}
+    value, _ = jax.jit(loss_fn)({"model": {}}, batch, jax.random.key(6))
+    assert float(value) < 1e-6
