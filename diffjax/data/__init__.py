@@ -4,10 +4,11 @@ Offline datasets (digits, toy2d) are tfds builders in this package, read through
 `tfds.data_source` + grain like every real tfds dataset (no TensorFlow needed).
 """
 
-from diffjax.data import digits, pipeline
+from diffjax.data import digits, pipeline, toy2d
 from diffjax.data.pipeline import Dataset
 
-OFFLINE = {"digits": digits.load}  # name -> loader(**kw) -> Dataset; other names go to tfds
+# name -> loader(**kw) -> Dataset; any other name is looked up in the tfds catalogue
+OFFLINE = {"digits": digits.load, "toy2d": toy2d.load}
 
 
 def get(name: str, **kwargs) -> Dataset:
