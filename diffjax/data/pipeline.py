@@ -22,6 +22,10 @@ so the per-host batches of step j together are exactly the global batch of step 
 """
 
 import dataclasses
+import fcntl
+import hashlib
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -215,9 +219,20 @@ class Dataset:
 
 
 def prepare(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:
-    """Writes the builder's array_record files unless present; returns the builder."""
-    if not builder.is_prepared():
-        builder.download_and_prepare(file_format=tfds.core.FileFormat.ARRAY_RECORD)
+    """Writes the builder's array_record files unless present; returns the builder.
+
+    Processes of one machine preparing the same dataset at once (e.g. two JAX processes on one
+    host) take turns through a lock file in the temp dir; the later ones find it prepared.
+    """
+    if builder.is_prepared():
+        return builder
+    key = hashlib.sha256(os.fspath(builder.data_path).encode()).hexdigest()[:16]
+    with open(os.path.join(tempfile.gettempdir(), f"diffjax_tfds_{key}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if builder.is_prepared():  # by another process while we waited
+            builder.info.read_from_directory(builder.data_dir)
+        else:
+            builder.download_and_prepare(file_format=tfds.core.FileFormat.ARRAY_RECORD)
     return builder
 
 

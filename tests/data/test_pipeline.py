@@ -1,6 +1,9 @@
 """Loaders over a prepared builder (digits): scaling, order, resume, sharding, dequantization."""
 
 import itertools
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -221,3 +224,25 @@ def test_threaded_reading_gives_the_same_stream(ds):
     b = take(ds.loader("train", 64, num_threads=2, **kw), 3)
     for x, y in itertools.zip_longest(a, b):
         np.testing.assert_array_equal(x["x"], y["x"])
+
+
+def test_processes_preparing_at_once_take_turns(tmp_path):
+    """Two processes preparing digits into one fresh data_dir both succeed (lock in prepare)."""
+    code = (
+        "import sys; from diffjax.data import digits; "
+        "print(digits.load(data_dir=sys.argv[1]).num_examples('train'))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ | {"JAX_PLATFORMS": "cpu"},
+        )
+        for _ in range(2)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+        assert out.split()[-1] == "1500"
