@@ -1,0 +1,184 @@
+"""Consistency models: the boundary condition, the exact consistency function of Gaussian data,
+schedules and metrics against their formulas, and multistep sampling of exact laws."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from diffjax import processes
+from diffjax.analytic.gaussian import GaussianMixture
+from diffjax.methods import consistency as cm
+
+MEAN = jnp.array([0.5, -1.0])
+COV = jnp.array([[1.0, 0.6], [0.6, 0.5]])
+VP = processes.VP()
+T_MIN, T_MAX, SIGMA_DATA = 1e-3, 1.0, 0.5
+
+
+def _exact_network(gm, process):
+    """F with c_skip x + c_out F = the exact consistency map x_t -> x_{t_min} (PF-ODE solution);
+    params {"teacher": ...} instead return the exact x0 prediction of the teacher."""
+
+    def apply_fn(params, x, t, cond=None, key=None):
+        if "teacher" in params:
+            return gm.x0_mean(x, t, process)
+        c_skip, c_out = cm.boundary_coefs(process, t, T_MIN, SIGMA_DATA)
+        target = gm.ode_solution(x, t, T_MIN, process)
+        # At t_min, c_out = 0 and f = x whatever F is.
+        safe = jnp.where(c_out > 0, c_out, 1.0)[:, None]
+        return jnp.where(c_out[:, None] > 0, (target - c_skip[:, None] * x) / safe, 0.0)
+
+    return apply_fn
+
+
+def test_boundary_condition_is_exact():
+    apply_fn = lambda p, x, t, cond=None, key=None: 3.0 * x + 7.0  # noqa: E731
+    for process in (VP, processes.RectifiedFlow()):
+        f = cm.consistency_fn(apply_fn, {}, process, T_MIN, SIGMA_DATA)
+        x = jax.random.normal(jax.random.key(0), (5, 4, 4, 3))
+        out = jax.jit(f)(x, jnp.full((5,), T_MIN))
+        np.testing.assert_array_equal(out, x)
+
+
+def _cd_loss(n_scales, solver):
+    gm = GaussianMixture.gaussian(MEAN, COV)
+    recipe = cm.consistency(
+        VP,
+        mode="cd",
+        teacher_prediction="x0",
+        teacher_solver=solver,
+        t_min=T_MIN,
+        t_max=T_MAX,
+        sigma_data=SIGMA_DATA,
+        metric="l2",
+        weighting="uniform",
+        noise_sampling="uniform",
+        schedule="constant",
+        s1=n_scales,
+    )
+    loss_fn = recipe.make_loss(_exact_network(gm, VP))
+    params = {"model": {"student": jnp.zeros(())}, "teacher": {"teacher": jnp.zeros(())}}
+    x0 = gm.sample(jax.random.key(1), 8192)
+    value, metrics = jax.jit(loss_fn)(params, {"x": x0}, jax.random.key(2))
+    assert float(metrics["num_scales"]) == n_scales
+    return float(value)
+
+
+@pytest.mark.parametrize("solver,order", [("euler", 1), ("heun", 2)])
+def test_exact_consistency_function_has_vanishing_cd_loss(solver, order):
+    """For the exact map, the CD residual is the teacher step's local error O(h^(p+1)), so the l2
+    loss is O(h^(2p+2)): halving every step divides it by 2^(2p+2) (16 for Euler, 64 for Heun)."""
+    coarse, fine = _cd_loss(40, solver), _cd_loss(80, solver)
+    assert fine < coarse
+    # 8192 samples: the Monte Carlo ratio is within ~10% of its limit, far below a factor 2^0.5.
+    assert abs(math.log2(coarse / fine) - (2 * order + 2)) < 0.5, coarse / fine
+
+
+def test_ct_loss_vanishes_with_the_step():
+    """CT with the exact map: the residual is f(x0 + s_{n+1} z) - f(x0 + s_n z), O(h)."""
+    gm = GaussianMixture.gaussian(MEAN, COV)
+    values = []
+    for n in (40, 80):
+        recipe = cm.consistency(
+            VP,
+            mode="ct",
+            t_min=T_MIN,
+            t_max=T_MAX,
+            sigma_data=SIGMA_DATA,
+            metric="l2",
+            weighting="uniform",
+            noise_sampling="uniform",
+            schedule="constant",
+            s1=n,
+        )
+        loss_fn = recipe.make_loss(_exact_network(gm, VP))
+        x0 = gm.sample(jax.random.key(1), 8192)
+        values.append(float(jax.jit(loss_fn)({"model": {}}, {"x": x0}, jax.random.key(2))[0]))
+    # Squared O(h) residual: a factor ~4 per halving.
+    assert abs(math.log2(values[0] / values[1]) - 2.0) < 0.5, values
+
+
+def test_schedules_match_their_formulas():
+    k_total = 1000
+    n_ct = cm.num_scales_schedule("ct", k_total, 2, 150)
+    for k in (0, 1, 250, 999, 1000):
+        expected = math.ceil(math.sqrt(k / k_total * (151**2 - 4) + 4) - 1) + 1
+        assert float(n_ct(k)) == expected
+        np.testing.assert_allclose(
+            cm.target_decay(n_ct(k), 2, 0.9), math.exp(2 * math.log(0.9) / expected), rtol=1e-6
+        )
+    n_ict = cm.num_scales_schedule("ict", k_total, 10, 1280)
+    k_prime = math.floor(k_total / (math.log2(128) + 1))  # 125
+    for k in (0, 124, 125, 500, 999):
+        assert float(n_ict(k)) == min(10 * 2 ** (k // k_prime), 1280) + 1
+    assert float(cm.target_decay(jnp.float32(11.0), 10, 0.0)) == 0.0
+    grid = cm.time_grid(jnp.float32(5.0), 0.002, 0.8, 7.0, jnp.arange(5.0))
+    a, b = 0.002 ** (1 / 7), 0.8 ** (1 / 7)
+    np.testing.assert_allclose(grid, [(a + i / 4 * (b - a)) ** 7 for i in range(5)], rtol=1e-5)
+
+
+def test_distances():
+    a = jax.random.normal(jax.random.key(0), (3, 4, 4, 2))
+    b = jnp.zeros_like(a)
+    flat = np.asarray(a).reshape(3, -1)
+    c = 0.00054 * math.sqrt(32)
+    np.testing.assert_allclose(cm.distance("l2", a, b), np.mean(flat**2, -1), rtol=1e-6)
+    np.testing.assert_allclose(cm.distance("l1", a, b), np.mean(np.abs(flat), -1), rtol=1e-6)
+    np.testing.assert_allclose(
+        cm.distance("pseudo_huber", a, b), np.sqrt(np.sum(flat**2, -1) + c**2) - c, rtol=1e-5
+    )
+
+
+def test_lognormal_index_sampling_follows_the_erf_masses():
+    n_scales = 11
+    grid = lambda i: cm.time_grid(jnp.float32(n_scales), T_MIN, T_MAX, 7.0, i)  # noqa: E731
+    draws = jax.jit(
+        lambda k: cm.sample_indices(
+            k, 40000, jnp.float32(n_scales), grid, VP, "lognormal", -1.1, 2.0, 21
+        )
+    )(jax.random.key(0))
+    s = np.asarray(cm.noise_level(VP, grid(jnp.arange(float(n_scales)))), np.float64)
+    cdf = np.array([math.erf((math.log(v) + 1.1) / (math.sqrt(2) * 2.0)) for v in s])
+    p = np.diff(cdf) / np.sum(np.diff(cdf))
+    freq = np.bincount(np.asarray(draws, np.int64), minlength=20) / 40000
+    assert np.all(freq[10:] == 0)
+    np.testing.assert_allclose(freq[:10], p, atol=4 * np.sqrt(0.25 / 40000))
+
+
+@pytest.mark.parametrize("num_steps", [1, 3])
+def test_multistep_sampling_with_the_exact_map_draws_the_data_law(num_steps):
+    """Exact f and x_T ~ p_T: every step outputs x ~ p_{t_min} = N(a mu, a^2 C + s^2 I)."""
+    gm = GaussianMixture.gaussian(MEAN, COV)
+    f = cm.consistency_fn(_exact_network(gm, VP), {}, VP, T_MIN, SIGMA_DATA)
+    n = 20000
+    k0, k1, k2 = jax.random.split(jax.random.key(3), 3)
+    a_t, s_t = VP.alpha(T_MAX), VP.sigma(T_MAX)
+    x_t = a_t * gm.sample(k0, n) + s_t * jax.random.normal(k1, (n, 2))
+    taus = jnp.array([T_MAX, 0.6, 0.3][:num_steps])
+    x = jax.jit(cm.multistep_sample, static_argnums=(0, 4, 5))(f, k2, x_t, taus, VP, T_MIN)
+    a, s = float(VP.alpha(T_MIN)), float(VP.sigma(T_MIN))
+    cov = a**2 * np.asarray(COV) + s**2 * np.eye(2)
+    # Standard errors: sqrt(C_ii / n) for the mean, sqrt(2 / n) C_ii for the variances.
+    np.testing.assert_allclose(np.mean(x, 0), a * np.asarray(MEAN), atol=4 * np.sqrt(1.0 / n))
+    np.testing.assert_allclose(np.cov(np.asarray(x).T), cov, atol=4 * np.sqrt(2.0 / n))
+    if num_steps == 1:
+        np.testing.assert_allclose(x, gm.ode_solution(x_t, T_MAX, T_MIN, VP), atol=1e-5)
+
+
+def test_builder_validates_and_needs_the_step():
+    with pytest.raises(ValueError, match="x0"):
+        cm.consistency(VP, prediction="eps")
+    with pytest.raises(ValueError, match="metric"):
+        cm.consistency(VP, metric="lpips")
+    with pytest.raises(ValueError, match="t_min"):
+        cm.consistency(VP, t_min=0.0)
+    loss_fn = cm.consistency(VP, t_max=T_MAX).make_loss(lambda p, x, t, c=None, k=None: x)
+    with pytest.raises(KeyError, match="step"):
+        loss_fn({"model": {}}, {"x": jnp.zeros((2, 2))}, jax.random.key(0))
+    value, metrics = jax.jit(loss_fn)(
+        {"model": {}}, {"x": jnp.ones((4, 2)), "step": 0}, jax.random.key(0)
+    )
+    assert float(metrics["num_scales"]) == 11.0 and np.isfinite(float(value))
