@@ -56,6 +56,6 @@ class Digits(tfds.core.GeneratorBasedBuilder):
 
 def load(data_dir: str | None = None) -> pipeline.Dataset:
     """The digits Dataset, prepared on first use in `data_dir` (default as tfds: $TFDS_DATA_DIR
-    or ~/tensorflow_datasets); shape (8, 8, 1), 10 classes, 17 bins."""
+    or ~/tensorflow_datasets); shape (8, 8, 1), 10 classes, 17 bins, served from memory."""
     builder = pipeline.prepare(Digits(data_dir=data_dir, file_format="array_record"))
-    return pipeline.from_builder(builder, num_bins=NUM_BINS)
+    return pipeline.from_builder(builder, num_bins=NUM_BINS, in_memory=True)  # 100 kB

@@ -83,6 +83,30 @@ class _Dequantize(grain.transforms.RandomMap):
         return {"x": dequantize(v, u, self.num_bins), "label": _label(element, self.label_key)}
 
 
+@dataclasses.dataclass(frozen=True, repr=False)
+class _InMemory:
+    """All records of a data source, read once; `repr` names the source (grain checks it)."""
+
+    records: tuple[Mapping[str, Any], ...]
+    origin: str
+
+    @classmethod
+    def read(cls, source: Sequence[Mapping[str, Any]]) -> "_InMemory":
+        return cls(tuple(source.__getitems__(range(len(source)))), repr(source))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> Mapping[str, Any]:
+        return self.records[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Mapping[str, Any]]:
+        return [self.records[i] for i in indices]
+
+    def __repr__(self) -> str:
+        return f"InMemory({self.origin})"
+
+
 def _label(element: Mapping[str, Any], label_key: str | None) -> np.ndarray:
     value = UNLABELED if label_key is None else element[label_key]
     return np.asarray(value, np.int32)
@@ -102,6 +126,9 @@ class Dataset:
       num_classes: number of classes, or None for unlabeled data.
       num_bins: values per dimension of discrete data (17 for digits, 256 for uint8 images),
         None for continuous data.
+      in_memory: read each split's records once into memory when a loader is made, then serve
+        them from there (the same records in the same order; about twice the throughput for
+        small datasets, whose reading is dominated by per-record file access and decoding).
     """
 
     builder: tfds.core.DatasetBuilder
@@ -110,6 +137,7 @@ class Dataset:
     shape: tuple[int, ...]
     num_classes: int | None
     num_bins: int | None
+    in_memory: bool = False
 
     @property
     def name(self) -> str:
@@ -120,8 +148,9 @@ class Dataset:
         return tuple(self.builder.info.splits)
 
     def source(self, split: str) -> Sequence[Mapping[str, Any]]:
-        """The random-access records of `split` (a `tfds.data_source`)."""
-        return self.builder.as_data_source(split)
+        """The random-access records of `split`: its `tfds.data_source`, or a copy in memory."""
+        source = self.builder.as_data_source(split)
+        return _InMemory.read(source) if self.in_memory else source
 
     def num_examples(self, split: str) -> int:
         return len(self.source(split))
@@ -242,6 +271,7 @@ def from_builder(
     x_key: str = "image",
     label_key: str | None = "label",
     num_bins: int | None = None,
+    in_memory: bool = False,
 ) -> Dataset:
     """Wraps a prepared builder, reading shape, classes and bins from its features.
 
@@ -251,6 +281,7 @@ def from_builder(
       label_key: the ClassLabel feature, or None for unlabeled data.
       num_bins: values per dimension; default 256 for uint8 features, None (continuous) for
         float features.
+      in_memory: serve the records from memory (`Dataset.in_memory`).
 
     Raises:
       ValueError: a key that is not a feature (the message lists them), a data feature without
@@ -276,7 +307,7 @@ def from_builder(
         if not isinstance(features[label_key], tfds.features.ClassLabel):
             raise ValueError(f"{builder.name}/{label_key} is not a ClassLabel")
         num_classes = features[label_key].num_classes
-    return Dataset(builder, x_key, label_key, shape, num_classes, num_bins)
+    return Dataset(builder, x_key, label_key, shape, num_classes, num_bins, in_memory)
 
 
 def from_tfds(
@@ -286,12 +317,19 @@ def from_tfds(
     x_key: str = "image",
     label_key: str | None = "label",
     num_bins: int | None = None,
+    in_memory: bool = False,
 ) -> Dataset:
     """A dataset of the tfds catalogue by name ("mnist", "cifar10", "celeb_a", ...).
 
     The first call prepares it as array_record in `data_dir` (default: $TFDS_DATA_DIR or
     ~/tensorflow_datasets), which downloads it and, for most catalogue datasets, needs
     TensorFlow installed; reading never does.
+
+    Args:
+      name: a tfds dataset name, optionally with config and version ("celeb_a:2.1.0").
+      data_dir: where tfds keeps prepared datasets.
+      x_key, label_key, num_bins, in_memory: as in `from_builder`; label_key=None for datasets
+        without a "label" ClassLabel (celeb_a).
 
     Raises:
       ValueError: `name` is not a tfds dataset, or the keys do not match its features.
@@ -305,4 +343,6 @@ def from_tfds(
             f"unknown dataset {name!r}; valid datasets: digits, toy2d, or a tfds dataset name "
             "(tfds.list_builders())"
         ) from None
-    return from_builder(prepare(builder), x_key=x_key, label_key=label_key, num_bins=num_bins)
+    return from_builder(
+        prepare(builder), x_key=x_key, label_key=label_key, num_bins=num_bins, in_memory=in_memory
+    )

@@ -180,7 +180,7 @@ def load(
     data_dir: str | None = None,
 ) -> pipeline.Dataset:
     """A toy2d Dataset, prepared on first use in `data_dir` (default as tfds: $TFDS_DATA_DIR or
-    ~/tensorflow_datasets); shape (2,), continuous (num_bins None).
+    ~/tensorflow_datasets); shape (2,), continuous (num_bins None), served from memory.
 
     Raises:
       ValueError: an unknown distribution or a non-positive split size.
@@ -198,4 +198,6 @@ def load(
         )
     builder = Toy2d(data_dir=data_dir, config=config, file_format="array_record")
     label_key = None if NUM_CLASSES[distribution] is None else "label"
-    return pipeline.from_builder(pipeline.prepare(builder), x_key="point", label_key=label_key)
+    return pipeline.from_builder(
+        pipeline.prepare(builder), x_key="point", label_key=label_key, in_memory=True
+    )

@@ -1,5 +1,6 @@
 """Loaders over a prepared builder (digits): scaling, order, resume, sharding, dequantization."""
 
+import dataclasses
 import itertools
 import os
 import subprocess
@@ -264,3 +265,15 @@ def test_iterator_state_round_trips_through_orbax(ds, tmp_path):
         manager.restore(30, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(fresh)))
     for a in expected:
         np.testing.assert_array_equal(next(fresh)["x"], a["x"])
+
+
+@pytest.mark.parametrize("dequantize", [False, True])
+def test_in_memory_serves_the_same_stream_as_the_files(ds, dequantize):
+    assert ds.in_memory
+    files = dataclasses.replace(ds, in_memory=False)
+    kw = dict(seed=4, shard_count=2, shard_index=1, dequantize=dequantize)
+    expected = take(files.loader("train", 64, **kw), 30)
+    for a, b in zip(take(ds.loader("train", 64, **kw), 30), expected, strict=True):
+        np.testing.assert_array_equal(a["x"], b["x"])
+        np.testing.assert_array_equal(a["label"], b["label"])
+    np.testing.assert_array_equal(ds.as_array("test")["x"], files.as_array("test")["x"])
