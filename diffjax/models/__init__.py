@@ -10,8 +10,9 @@ from collections.abc import Callable
 import flax.linen as nn
 
 from diffjax import _registry
+from diffjax.models.presets import PRESETS
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_MODELS: dict[str, Callable[..., nn.Module]] = {**PRESETS}
 
 
 def get(name: str, **kwargs) -> nn.Module:

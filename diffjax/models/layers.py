@@ -1,0 +1,178 @@
+"""Building blocks shared by the networks: time embeddings, class embedding, attention.
+
+Time conditioning (seed 004, "Architecture": "t encoding: sinusoidal position embeddings or
+random Fourier features"):
+
+  sinusoidal  e(t) = [sin(s t w_k), cos(s t w_k)],  w_k = P^(-k / (d/2)),  k = 0 .. d/2 - 1
+              (Vaswani et al. 2017; Ho et al. 2020 with s = 1000, so t in [0, 1] covers the
+              1000 DDPM steps; any real input works, e.g. EDM's c_noise = log(sigma) / 4).
+  fourier     e(t) = [sin(2 pi t W), cos(2 pi t W)],  W ~ N(0, s^2 I) fixed
+              (Tancik et al. 2020; Song et al. 2021, NCSN++ with s = 16 on log sigma).
+
+Attention (seed 004, "Conditional Diffusion": softmax(Q K^T / sqrt(d)) V) is multi-head
+self-attention over tokens through `jax.nn.dot_product_attention`, which dispatches to the
+fused kernel of the backend (cuDNN flash attention on GPU with `implementation="cudnn"`).
+"""
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+Dtype = Any
+
+# Fixed seed of the Gaussian Fourier frequencies: constants of the architecture, not params,
+# so they take no optimizer state and no weight decay and are the same in every run.
+_FOURIER_SEED = 0
+
+
+def sinusoidal_embedding(
+    t: Array, dim: int, scale: float = 1000.0, max_period: float = 10000.0
+) -> Array:
+    """Transformer position embedding of a real time, e(t) = [sin(s t w), cos(s t w)].
+
+    Args:
+      t: [B] times (or any real noise conditioning).
+      dim: even embedding width d.
+      scale: s, multiplies t first (1000 maps t in [0, 1] onto DDPM's step indices).
+      max_period: P, the longest period; w_k = P^(-k / (d/2)) for k = 0 .. d/2 - 1.
+
+    Returns:
+      [B, dim] float32.
+    """
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)  # [d/2]
+    args = scale * t.astype(jnp.float32)[:, None] * freqs[None, :]  # [B, d/2]
+    return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+
+
+def fourier_embedding(t: Array, dim: int, scale: float = 16.0) -> Array:
+    """Gaussian Fourier features e(t) = [sin(2 pi t W), cos(2 pi t W)], W ~ N(0, s^2) fixed.
+
+    Args:
+      t: [B] times (NCSN++ feeds log sigma).
+      dim: even embedding width d.
+      scale: s, the standard deviation of the frequencies W: [d/2].
+
+    Returns:
+      [B, dim] float32.
+    """
+    w = scale * jax.random.normal(jax.random.key(_FOURIER_SEED), (dim // 2,))  # [d/2]
+    args = 2.0 * jnp.pi * t.astype(jnp.float32)[:, None] * w[None, :]  # [B, d/2]
+    return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+
+
+EMBEDDINGS = {"sinusoidal": sinusoidal_embedding, "fourier": fourier_embedding}
+
+
+class TimeEmbedding(nn.Module):
+    """t -> Dense(SiLU(Dense(e(t)))): the conditioning vector of a UNet or DiT.
+
+    Attributes:
+      features: output width (4 x base channels in the UNets, the hidden width in DiT).
+      freq_dim: width of the fixed embedding e(t) fed to the MLP.
+      kind: "sinusoidal" or "fourier".
+      fourier_scale: standard deviation of the Fourier frequencies (kind "fourier").
+      kernel_init: init of both dense layers.
+    """
+
+    features: int
+    freq_dim: int
+    kind: str = "sinusoidal"
+    fourier_scale: float = 16.0
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, t: Array) -> Array:
+        """t: [B] -> [B, features]."""
+        if self.kind == "fourier":
+            e = fourier_embedding(t, self.freq_dim, self.fourier_scale)
+        elif self.kind == "sinusoidal":
+            e = sinusoidal_embedding(t, self.freq_dim)
+        else:
+            raise ValueError(f"time embedding {self.kind=} must be one of {sorted(EMBEDDINGS)}")
+        dense = dict(kernel_init=self.kernel_init, dtype=self.dtype, param_dtype=self.param_dtype)
+        h = nn.Dense(self.features, name="dense_0", **dense)(e)
+        return nn.Dense(self.features, name="dense_1", **dense)(nn.silu(h))
+
+
+class LabelEmbedding(nn.Module):
+    """Class labels -> [B, features], with row `num_classes` the null class.
+
+    Classifier-free guidance drops labels to the null index `num_classes`; `cond=None` means
+    unconditional, i.e. every label is the null class.
+
+    Attributes:
+      num_classes: number of real classes; the table has num_classes + 1 rows.
+      features: embedding width.
+      embedding_init: init of the table.
+    """
+
+    num_classes: int
+    features: int
+    embedding_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, cond: Array | None, batch: int) -> Array:
+        """cond: [B] int labels in [0, num_classes] or None -> [B, features]."""
+        labels = jnp.full((batch,), self.num_classes, jnp.int32) if cond is None else cond
+        table = nn.Embed(
+            self.num_classes + 1,
+            self.features,
+            embedding_init=self.embedding_init,
+            param_dtype=self.param_dtype,
+            name="table",
+        )
+        return table(labels.astype(jnp.int32)).astype(self.dtype)
+
+
+def check_cond(cond: Array | None, num_classes: int | None) -> None:
+    """Raises a ValueError if labels are given to an unconditional model."""
+    if num_classes is None and cond is not None:
+        raise ValueError("class labels given to a model built with num_classes=None")
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over tokens, softmax(Q K^T / sqrt(d_head)) V.
+
+    Attributes:
+      num_heads: number of heads; the token width must divide by it.
+      out_kernel_init: init of the output projection (zeros makes the block start as 0).
+      qkv_kernel_init: init of the fused Q, K, V projection.
+    """
+
+    num_heads: int
+    out_kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    qkv_kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        """x: [B, L, D] -> [B, L, D]."""
+        b, l, d = x.shape
+        if d % self.num_heads:
+            raise ValueError(f"token width {d} must divide by num_heads={self.num_heads}")
+        qkv = nn.Dense(
+            3 * d,
+            kernel_init=self.qkv_kernel_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="qkv",
+        )(x)  # [B, L, 3D]
+        q, k, v = jnp.split(qkv.reshape(b, l, 3, self.num_heads, d // self.num_heads), 3, axis=2)
+        h = jax.nn.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0])  # [B, L, H, D/H]
+        return nn.Dense(
+            d,
+            kernel_init=self.out_kernel_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="out",
+        )(h.reshape(b, l, d))

@@ -1,0 +1,303 @@
+"""The diffusion UNet of Ho et al. (2020), with the options of Song et al. (2021) and ADM.
+
+Seed 004, "Architecture" (UNet eps_theta(x_t, t), sinusoidal or random Fourier t encoding) and
+seed 000, "DDPM"; details from the papers:
+
+- Ho et al. 2020, "Denoising Diffusion Probabilistic Models", appendix B: a PixelCNN++-style
+  UNet, two residual blocks per resolution, GroupNorm, self-attention at 16 x 16, the
+  sinusoidal time embedding added in every residual block, dropout; 35.7M params on CIFAR-10.
+- Song et al. 2021, "Score-Based Generative Modeling through SDEs", appendix H (DDPM++ and
+  NCSN++): BigGAN residual blocks for up/down sampling, skip connections rescaled by 1/sqrt 2,
+  four residual blocks per resolution, Gaussian Fourier embedding of log sigma for NCSN++.
+- Dhariwal & Nichol 2021, "Diffusion Models Beat GANs", section 3 (ADM): multi-head attention
+  with 64 channels per head at several resolutions, BigGAN up/down sampling, adaptive group
+  normalisation GroupNorm(h) (1 + s) + b with (s, b) from the time and class embedding.
+
+The residual block (Ho et al.; scale-shift form from ADM):
+  h = conv(SiLU(GN(x)));  h = SiLU(GN(h) + Dense(SiLU(emb)))   or   SiLU(GN(h)(1 + s) + b)
+  out = skip(x) + conv_0(dropout(h))   (divided by sqrt 2 with skip_rescale)
+with conv_0 initialised to zero, so every block starts as (a projection of) the identity.
+
+Conditioning: `cond` is None, int labels [B] (row `num_classes` of the label table is the null
+class of classifier-free guidance), or a mapping with optional keys "label" [B], "low_res"
+[B, h, w, C'] (an image resized to the input's size and concatenated on channels, for cascaded
+super-resolution) and "low_res_t" [B] (its augmentation noise level, embedded like t and added
+to the conditioning vector; seed 000, "Cascaded Diffusion Models").
+"""
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from diffjax.models.layers import Dtype, LabelEmbedding, SelfAttention, TimeEmbedding, check_cond
+
+_zeros = nn.initializers.zeros
+
+
+def _group_norm(channels: int, num_groups: int, dtype: Dtype, param_dtype: Dtype) -> nn.Module:
+    """GroupNorm with min(num_groups, channels) groups (the group count must divide C)."""
+    groups = math.gcd(num_groups, channels)
+    return nn.GroupNorm(num_groups=groups, epsilon=1e-6, dtype=dtype, param_dtype=param_dtype)
+
+
+def _resample(x: Array, direction: str | None) -> Array:
+    """Nearest-neighbour 2x upsampling or 2x2 average pooling of [B, H, W, C]; None: identity."""
+    if direction == "up":
+        return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+    if direction == "down":
+        return nn.avg_pool(x, (2, 2), strides=(2, 2))
+    return x
+
+
+class ResBlock(nn.Module):
+    """Residual block conditioned on the embedding (see the module docstring).
+
+    Attributes:
+      out_channels: channels of the output.
+      dropout: dropout rate before the last convolution.
+      resample: "up" / "down" resamples inside the block (BigGAN style), None keeps the size.
+      scale_shift_norm: ADM's GN(h)(1 + s) + b instead of adding the embedding.
+      skip_rescale: divide the sum by sqrt 2 (DDPM++ / NCSN++).
+      skip_conv_on_resample: 1x1 conv on the skip path also when resampling (Song et al.);
+        otherwise only when the channel count changes (Ho et al., ADM).
+      num_groups: GroupNorm groups.
+    """
+
+    out_channels: int
+    dropout: float
+    resample: str | None = None
+    scale_shift_norm: bool = False
+    skip_rescale: bool = False
+    skip_conv_on_resample: bool = False
+    num_groups: int = 32
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, emb: Array, train: bool) -> Array:
+        """x: [B, H, W, C], emb: [B, E] -> [B, H', W', out_channels]."""
+        dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        c = self.out_channels
+        h = nn.silu(_group_norm(x.shape[-1], self.num_groups, **dt)(x))
+        h = _resample(h, self.resample)
+        x = _resample(x, self.resample)
+        h = nn.Conv(c, (3, 3), **dt)(h)
+        e = nn.Dense(2 * c if self.scale_shift_norm else c, **dt)(nn.silu(emb))[:, None, None, :]
+        if self.scale_shift_norm:
+            scale, shift = jnp.split(e, 2, axis=-1)
+            h = _group_norm(c, self.num_groups, **dt)(h) * (1 + scale) + shift
+        else:
+            h = _group_norm(c, self.num_groups, **dt)(h + e)
+        h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
+        h = nn.Conv(c, (3, 3), kernel_init=_zeros, **dt)(h)
+        resampled = self.resample is not None and self.skip_conv_on_resample
+        if x.shape[-1] != c or resampled:
+            x = nn.Conv(c, (1, 1), **dt)(x)
+        out = x + h
+        return out / math.sqrt(2.0) if self.skip_rescale else out
+
+
+class AttentionBlock(nn.Module):
+    """x + Attention(GN(x)) over the H W positions, the output projection initialised to zero.
+
+    Attributes:
+      num_heads: attention heads.
+      skip_rescale: divide the sum by sqrt 2.
+      num_groups: GroupNorm groups.
+    """
+
+    num_heads: int
+    skip_rescale: bool = False
+    num_groups: int = 32
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        """x: [B, H, W, C] -> [B, H, W, C]."""
+        b, hgt, wid, c = x.shape
+        h = _group_norm(c, self.num_groups, self.dtype, self.param_dtype)(x)
+        h = SelfAttention(
+            self.num_heads,
+            out_kernel_init=_zeros,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )(h.reshape(b, hgt * wid, c))
+        out = x + h.reshape(b, hgt, wid, c)
+        return out / math.sqrt(2.0) if self.skip_rescale else out
+
+
+class UNetBackbone(nn.Module):
+    """The hyperparameters shared by the UNet and the noisy classifier (its encoder half).
+
+    Attributes:
+      ch: base channels; level i has ch * ch_mult[i].
+      ch_mult: channel multiplier per resolution level (one level per entry, halving H, W).
+      num_res_blocks: residual blocks per level on the way down (one more on the way up).
+      attn_resolutions: spatial sizes (H of the feature map) with self-attention after each
+        residual block; the middle block always has attention.
+      num_heads: attention heads, unless num_head_channels is set.
+      num_head_channels: channels per head (ADM: 64); heads = channels // num_head_channels.
+      dropout: dropout rate in the residual blocks.
+      time_embedding: "sinusoidal" (of 1000 t) or "fourier" (Gaussian features).
+      fourier_scale: frequency scale of the Fourier features.
+      num_classes: number of classes for a class-conditional model (None: unconditional).
+      resblock_updown: resample with residual blocks (BigGAN) instead of convolutions.
+      scale_shift_norm: ADM's adaptive GroupNorm in the residual blocks.
+      skip_rescale: divide residual sums by sqrt 2 (Song et al.).
+      skip_conv_on_resample: 1x1 skip conv in resampling blocks too (Song et al.).
+      num_groups: GroupNorm groups (at most the channel count).
+      remat: rematerialise every residual block in the backward pass (less memory).
+      dtype: compute dtype (bfloat16 on TPU); outputs are cast to float32.
+      param_dtype: parameter dtype.
+    """
+
+    ch: int = 128
+    ch_mult: Sequence[int] = (1, 2, 2, 2)
+    num_res_blocks: int = 2
+    attn_resolutions: Sequence[int] = (16,)
+    num_heads: int = 1
+    num_head_channels: int | None = None
+    dropout: float = 0.1
+    time_embedding: str = "sinusoidal"
+    fourier_scale: float = 16.0
+    num_classes: int | None = None
+    resblock_updown: bool = False
+    scale_shift_norm: bool = False
+    skip_rescale: bool = False
+    skip_conv_on_resample: bool = False
+    num_groups: int = 32
+    remat: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def _dt(self) -> dict[str, Any]:
+        return dict(dtype=self.dtype, param_dtype=self.param_dtype)
+
+    def _embed(self, t: Array, labels: Array | None, batch: int) -> Array:
+        """The conditioning vector [B, 4 ch] from t [B] and optional labels [B]."""
+        check_cond(labels, self.num_classes)
+        emb = TimeEmbedding(
+            4 * self.ch,
+            self.ch,
+            kind=self.time_embedding,
+            fourier_scale=self.fourier_scale,
+            name="time_embedding",
+            **self._dt(),
+        )(jnp.broadcast_to(t, (batch,)))
+        if self.num_classes is not None:
+            emb = emb + LabelEmbedding(self.num_classes, 4 * self.ch, **self._dt())(labels, batch)
+        return emb
+
+    def _res_block(self, name: str, out_channels: int, resample: str | None = None) -> nn.Module:
+        # Explicit names keep the param tree the same with and without remat.
+        cls = nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock
+        return cls(
+            out_channels,
+            self.dropout,
+            resample=resample,
+            scale_shift_norm=self.scale_shift_norm,
+            skip_rescale=self.skip_rescale,
+            skip_conv_on_resample=self.skip_conv_on_resample,
+            num_groups=self.num_groups,
+            name=name,
+            **self._dt(),
+        )
+
+    def _attention(self, name: str, channels: int) -> nn.Module:
+        if self.num_head_channels is None:
+            heads = self.num_heads
+        else:
+            heads = channels // self.num_head_channels
+        return AttentionBlock(heads, self.skip_rescale, self.num_groups, name=name, **self._dt())
+
+    def _down(self, h: Array, emb: Array, train: bool) -> tuple[Array, list[Array]]:
+        """conv_in and the down path; returns the last features and every skip [B, h, w, c]."""
+        h = nn.Conv(self.ch, (3, 3), name="conv_in", **self._dt())(h)
+        skips = [h]
+        for level, mult in enumerate(self.ch_mult):
+            for i in range(self.num_res_blocks):
+                h = self._res_block(f"down_{level}_{i}", self.ch * mult)(h, emb, train)
+                if h.shape[1] in self.attn_resolutions:
+                    h = self._attention(f"down_{level}_{i}_attn", h.shape[-1])(h)
+                skips.append(h)
+            if level != len(self.ch_mult) - 1:
+                name = f"down_{level}_resample"
+                if self.resblock_updown:
+                    h = self._res_block(name, h.shape[-1], "down")(h, emb, train)
+                else:
+                    h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), name=name, **self._dt())(h)
+                skips.append(h)
+        return h, skips
+
+    def _middle(self, h: Array, emb: Array, train: bool) -> Array:
+        h = self._res_block("mid_0", h.shape[-1])(h, emb, train)
+        h = self._attention("mid_attn", h.shape[-1])(h)
+        return self._res_block("mid_1", h.shape[-1])(h, emb, train)
+
+    def _check_size(self, x: Array) -> None:
+        factor = 2 ** (len(self.ch_mult) - 1)
+        if x.shape[1] % factor or x.shape[2] % factor:
+            raise ValueError(f"input {x.shape=} must have H, W divisible by {factor}")
+
+
+class UNet(UNetBackbone):
+    """eps_theta(x_t, t, cond): [B, H, W, C] -> [B, H, W, out_channels].
+
+    Attributes (beyond UNetBackbone's):
+      out_channels: output channels; None means the input's (2 C for learned variance).
+    """
+
+    out_channels: int | None = None
+
+    @nn.compact
+    def __call__(
+        self,
+        x: Array,
+        t: Array,
+        cond: Array | Mapping[str, Array] | None = None,
+        train: bool = False,
+    ) -> Array:
+        """Args: x [B, H, W, C]; t [B]; cond labels [B] or a mapping (module docstring).
+
+        Returns: [B, H, W, out_channels] float32.
+        """
+        self._check_size(x)
+        b = x.shape[0]
+        extra = cond if isinstance(cond, Mapping) else {"label": cond}
+        emb = self._embed(t, extra.get("label"), b)
+        h = x.astype(self.dtype)
+        if extra.get("low_res") is not None:
+            low = jax.image.resize(
+                extra["low_res"], (*x.shape[:3], extra["low_res"].shape[-1]), "bilinear"
+            )
+            h = jnp.concatenate([h, low.astype(self.dtype)], axis=-1)
+        if extra.get("low_res_t") is not None:
+            emb = emb + TimeEmbedding(
+                4 * self.ch, self.ch, name="low_res_t_embedding", **self._dt()
+            )(jnp.broadcast_to(extra["low_res_t"], (b,)))
+
+        h, skips = self._down(h, emb, train)
+        h = self._middle(h, emb, train)
+        for level, mult in reversed(list(enumerate(self.ch_mult))):
+            for i in range(self.num_res_blocks + 1):
+                h = jnp.concatenate([h, skips.pop()], axis=-1)
+                h = self._res_block(f"up_{level}_{i}", self.ch * mult)(h, emb, train)
+                if h.shape[1] in self.attn_resolutions:
+                    h = self._attention(f"up_{level}_{i}_attn", h.shape[-1])(h)
+            if level != 0:
+                name = f"up_{level}_resample"
+                if self.resblock_updown:
+                    h = self._res_block(name, h.shape[-1], "up")(h, emb, train)
+                else:
+                    h = nn.Conv(h.shape[-1], (3, 3), name=name, **self._dt())(_resample(h, "up"))
+
+        h = nn.silu(_group_norm(h.shape[-1], self.num_groups, **self._dt())(h))
+        out_channels = x.shape[-1] if self.out_channels is None else self.out_channels
+        h = nn.Conv(out_channels, (3, 3), kernel_init=_zeros, name="conv_out", **self._dt())(h)
+        return h.astype(jnp.float32)
