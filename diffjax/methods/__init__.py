@@ -7,9 +7,23 @@ keyword options and returns a `Recipe`.
 from collections.abc import Callable
 
 from diffjax import _registry
+from diffjax.methods import (
+    consistency,
+    flow_matching,
+    meanflow,
+    progressive_distillation,
+    rectified_flow,
+)
 from diffjax.methods.base import Recipe
 
-_METHODS: dict[str, Callable[..., Recipe]] = {}
+_METHODS: dict[str, Callable[..., Recipe]] = {
+    "flow_matching": flow_matching.flow_matching,
+    "ot_cfm": flow_matching.ot_cfm,
+    "rectified_flow": rectified_flow.rectified_flow,
+    "consistency": consistency.consistency,
+    "progressive_distillation": progressive_distillation.progressive_distillation,
+    "meanflow": meanflow.meanflow,
+}
 
 
 def get(name: str) -> Callable[..., Recipe]:

@@ -144,7 +144,6 @@ def flow_matching(
     t_min: float = 0.0,
     coupling: str = "independent",
     sinkhorn_epsilon: float = 0.05,
-    num_sample_steps: int = 100,
 ) -> Recipe:
     """Conditional flow matching on the path `process`.
 
@@ -161,7 +160,6 @@ def flow_matching(
       t_min: smallest training time.
       coupling: "independent", "exact" (optimal assignment, O(B^3) on the host) or "sinkhorn".
       sinkhorn_epsilon: entropic regularisation, relative to the mean cost of the batch.
-      num_sample_steps: default number of PF-ODE steps of the sampler.
 
     Raises:
       ValueError: for an unsupported prediction, coupling or time distribution.
@@ -198,7 +196,6 @@ def flow_matching(
         prediction="velocity",
         make_loss=make_loss,
         sampler="euler",
-        sampler_options={"num_steps": num_sample_steps},
     )
 
 
