@@ -2,9 +2,13 @@
 
 Every dataset, offline (digits, toy2d) or from the tfds catalogue (mnist, cifar10, ...), is an
 `array_record` tfds builder; `Dataset` wraps it and yields batches
-`{"x": float32 [b, *shape] in [-1, 1], "label": int32 [b]}` through a grain `DataLoader` whose
-iterator state (`it.get_state()` / `it.set_state(state)`) can be checkpointed with the train
-state, so a resumed run continues the data stream exactly. No TensorFlow is needed to read.
+`{"x": float32 [b, *shape] in [-1, 1], "label": int32 [b]}` through a grain dataset pipeline
+(shuffled indices -> batches of indices -> one batched read -> scaling) whose iterator state
+(`it.get_state()` / `it.set_state(state)`) is checkpointed with the train state, so a resumed
+run continues the data stream exactly. No TensorFlow is needed to read. (Batching indices
+before reading keeps grain's per-example bookkeeping out of the loop: with the split in memory
+a batch is one numpy gather, about 2.5x the throughput of a per-record `grain.DataLoader`
+measured on 2 CPU cores.)
 
 Scaling of discrete data with K = `num_bins` values per dimension, v in {0, ..., K - 1}:
   plain:        x = 2 v / (K - 1) - 1               (v = 0 -> -1 and v = K - 1 -> +1),
@@ -16,9 +20,10 @@ generative models"; p_x from the probability-flow ODE of seed 004, "Diffusion OD
   bits/dim = (E_u[-log p_x(x)] + D log(K / 2)) / (D log 2).
 Continuous data (num_bins None, e.g. toy2d) is stored already scaled and passed through as is.
 
-Sharding: `shard_index` / `shard_count` (default `jax.process_index()` / `jax.process_count()`)
-go to grain's `ShardOptions`: host h takes global stream positions h, h + n, h + 2n, ...,
-so the per-host batches of step j together are exactly the global batch of step j.
+Sharding over hosts: with `shard_index` h of `shard_count` n (default `jax.process_index()` /
+`jax.process_count()`), host h takes global stream positions h, h + n, h + 2n, ... (the
+strided split of grain's `ShardOptions`), so the per-host batches of step j together are
+exactly the global batch of step j.
 """
 
 import dataclasses
@@ -50,66 +55,59 @@ def dequantize(v: np.ndarray, u: np.ndarray, num_bins: int) -> np.ndarray:
     return y * np.float32(2.0 / num_bins) - np.float32(1.0)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Scale(grain.transforms.Map):
-    """Record -> {"x": scaled float32 [*shape], "label": int32 []}."""
+def _stack(records: Sequence[Mapping[str, Any]], x_key: str, label_key: str | None):
+    """Records -> raw batch {"v": stored values [k, *shape], "label": int32 [k]}."""
+    v = np.stack([r[x_key] for r in records])
+    if label_key is None:
+        return {"v": v, "label": np.full(len(records), UNLABELED, np.int32)}
+    return {"v": v, "label": np.asarray([r[label_key] for r in records], np.int32)}
 
+
+@dataclasses.dataclass(frozen=True)
+class _Read:
+    """Indices [k] -> raw batch read from the data source."""
+
+    source: Sequence[Mapping[str, Any]]
     x_key: str
     label_key: str | None
+
+    def __call__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return _stack([self.source[i] for i in indices.tolist()], self.x_key, self.label_key)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Gather:
+    """Indices [k] -> raw batch gathered from a whole split held in memory."""
+
+    arrays: Mapping[str, np.ndarray]
+
+    def __call__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: a[indices] for k, a in self.arrays.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scale(grain.transforms.Map):
+    """Raw batch -> {"x": float32 [k, *shape] = scale(v), "label"}."""
+
     num_bins: int | None
 
-    def map(self, element: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        return {
-            "x": scale(element[self.x_key], self.num_bins),
-            "label": _label(element, self.label_key),
-        }
+    def map(self, element: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"x": scale(element["v"], self.num_bins), "label": element["label"]}
 
 
 @dataclasses.dataclass(frozen=True)
 class _Dequantize(grain.transforms.RandomMap):
-    """Record -> {"x": uniformly dequantized float32 [*shape], "label": int32 []}.
+    """Raw batch -> {"x": float32 [k, *shape] = dequantize(v, u), "label"}, u ~ U[0, 1).
 
-    grain seeds `rng` from the loader seed and the global stream position, so the noise is a
-    function of the position and a resumed iterator draws the same u.
+    grain seeds `rng` from the loader's seed and the batch's position in the stream, so a
+    resumed iterator draws the same u.
     """
 
-    x_key: str
-    label_key: str | None
     num_bins: int
 
-    def random_map(self, element: Mapping[str, Any], rng: np.random.Generator):
-        v = np.asarray(element[self.x_key])
-        u = rng.random(v.shape, dtype=np.float32)
-        return {"x": dequantize(v, u, self.num_bins), "label": _label(element, self.label_key)}
-
-
-@dataclasses.dataclass(frozen=True, repr=False)
-class _InMemory:
-    """All records of a data source, read once; `repr` names the source (grain checks it)."""
-
-    records: tuple[Mapping[str, Any], ...]
-    origin: str
-
-    @classmethod
-    def read(cls, source: Sequence[Mapping[str, Any]]) -> "_InMemory":
-        return cls(tuple(source.__getitems__(range(len(source)))), repr(source))
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> Mapping[str, Any]:
-        return self.records[index]
-
-    def __getitems__(self, indices: Sequence[int]) -> list[Mapping[str, Any]]:
-        return [self.records[i] for i in indices]
-
-    def __repr__(self) -> str:
-        return f"InMemory({self.origin})"
-
-
-def _label(element: Mapping[str, Any], label_key: str | None) -> np.ndarray:
-    value = UNLABELED if label_key is None else element[label_key]
-    return np.asarray(value, np.int32)
+    def random_map(self, element: Mapping[str, np.ndarray], rng: np.random.Generator):
+        u = rng.random(element["v"].shape, dtype=np.float32)
+        return {"x": dequantize(element["v"], u, self.num_bins), "label": element["label"]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,9 +124,8 @@ class Dataset:
       num_classes: number of classes, or None for unlabeled data.
       num_bins: values per dimension of discrete data (17 for digits, 256 for uint8 images),
         None for continuous data.
-      in_memory: read each split's records once into memory when a loader is made, then serve
-        them from there (the same records in the same order; about twice the throughput for
-        small datasets, whose reading is dominated by per-record file access and decoding).
+      in_memory: each loader reads its split once into memory and gathers batches from there
+        (the same batches as reading the files; for small datasets).
     """
 
     builder: tfds.core.DatasetBuilder
@@ -148,19 +145,11 @@ class Dataset:
         return tuple(self.builder.info.splits)
 
     def source(self, split: str) -> Sequence[Mapping[str, Any]]:
-        """The random-access records of `split`: its `tfds.data_source`, or a copy in memory."""
-        source = self.builder.as_data_source(split)
-        return _InMemory.read(source) if self.in_memory else source
+        """The random-access records of `split` (a `tfds.data_source`)."""
+        return self.builder.as_data_source(split)
 
     def num_examples(self, split: str) -> int:
         return len(self.source(split))
-
-    def _transform(self, dequantize: bool) -> grain.transforms.Map | grain.transforms.RandomMap:
-        if not dequantize:
-            return _Scale(self.x_key, self.label_key, self.num_bins)
-        if self.num_bins is None:
-            raise ValueError(f"dequantize=True needs discrete data; {self.name} is continuous")
-        return _Dequantize(self.x_key, self.label_key, self.num_bins)
 
     def loader(
         self,
@@ -174,8 +163,12 @@ class Dataset:
         shard_count: int | None = None,
         dequantize: bool = False,
         num_threads: int = 0,
-    ) -> grain.DataLoader:
-        """A grain DataLoader over `split` yielding this host's part of each global batch.
+    ) -> grain.IterDataset:
+        """A grain pipeline over `split` yielding this host's part of each global batch.
+
+        Global stream: the record indices of `split`, reshuffled every epoch (grain's
+        `MapDataset.shuffle`), epoch after epoch. Host h takes its positions h, h + n, ...
+        (n = shard_count) and batches them; records are read and scaled a batch at a time.
 
         Args:
           split: e.g. "train" or "test".
@@ -187,17 +180,18 @@ class Dataset:
           shard_index: this host's shard, default `jax.process_index()`.
           shard_count: number of hosts, default `jax.process_count()`.
           dequantize: add u ~ U[0, 1) before scaling (module docstring); discrete data only.
-          num_threads: threads reading records ahead (grain ReadOptions); 0 reads in the
-            calling thread, which is fastest on a small CPU host (JAX's asynchronous dispatch
-            already overlaps reading with the step); raise it on big hosts and heavy decoding.
+          num_threads: background threads preparing the next batches (grain ReadOptions; each
+            keeps two batches ready); 0 prepares each batch when it is asked for.
 
         Returns:
-          An iterable whose iterator yields {"x": float32 [b, *shape], "label": int32 [b]},
-          b = batch_size // shard_count, incomplete final batches dropped, and supports
-          `get_state()` -> bytes / `set_state(bytes)` to resume the stream exactly.
+          An iterable whose iterators yield {"x": float32 [b, *shape], "label": int32 [b]},
+          b = batch_size // shard_count, incomplete final batches dropped, and have
+          `get_state()` / `set_state(state)` (grain's `DatasetIterator`; checkpoint it with
+          `grain.checkpoint.CheckpointSave`) to resume the stream exactly.
 
         Raises:
-          ValueError: bad batch size, shard, seed or epochs, or dequantize on continuous data.
+          ValueError: bad batch size, shard, seed, epochs or threads, or dequantize on
+            continuous data.
         """
         shard_index = jax.process_index() if shard_index is None else shard_index
         shard_count = jax.process_count() if shard_count is None else shard_count
@@ -211,25 +205,31 @@ class Dataset:
             raise ValueError(f"{num_epochs=} must be positive or None (forever)")
         if num_threads < 0:
             raise ValueError(f"{num_threads=} must be >= 0")
-        transform = self._transform(dequantize)
+        if dequantize and self.num_bins is None:
+            raise ValueError(f"dequantize=True needs discrete data; {self.name} is continuous")
         source = self.source(split)
-        sampler = grain.samplers.IndexSampler(
-            num_records=len(source), shuffle=shuffle, num_epochs=num_epochs, seed=seed
+        if self.in_memory:
+            read = _Gather(
+                _stack([source[i] for i in range(len(source))], self.x_key, self.label_key)
+            )
+        else:
+            read = _Read(source, self.x_key, self.label_key)
+        indices = grain.MapDataset.range(len(source))
+        if shuffle:
+            indices = indices.shuffle(seed=seed)
+        batches = (
+            indices.repeat(num_epochs)[shard_index::shard_count]
+            .batch(batch_size // shard_count, drop_remainder=True)
+            .map(read)
         )
-        return grain.DataLoader(
-            data_source=source,
-            sampler=sampler,
-            operations=[
-                transform,
-                grain.transforms.Batch(batch_size // shard_count, drop_remainder=True),
-            ],
-            shard_options=grain.sharding.ShardOptions(
-                shard_index=shard_index, shard_count=shard_count, drop_remainder=True
-            ),
-            worker_count=0,
-            read_options=grain.ReadOptions(
-                num_threads=num_threads, prefetch_buffer_size=2 * batch_size if num_threads else 0
-            ),
+        if dequantize:
+            # Noise seed per (seed, host): hosts dequantize their batch j independently.
+            noise_seed = int(np.random.SeedSequence([seed, shard_index]).generate_state(1)[0])
+            batches = batches.random_map(_Dequantize(self.num_bins), seed=noise_seed)
+        else:
+            batches = batches.map(_Scale(self.num_bins))
+        return batches.to_iter_dataset(
+            grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * num_threads)
         )
 
     def as_array(self, split: str, max_examples: int | None = None) -> dict[str, np.ndarray]:
@@ -242,9 +242,8 @@ class Dataset:
         n = len(source) if max_examples is None else min(max_examples, len(source))
         if n <= 0:
             raise ValueError(f"{max_examples=} must be positive")
-        transform = self._transform(dequantize=False)
-        examples = [transform.map(e) for e in source.__getitems__(range(n))]
-        return {k: np.stack([e[k] for e in examples]) for k in ("x", "label")}
+        raw = _stack([source[i] for i in range(n)], self.x_key, self.label_key)
+        return _Scale(self.num_bins).map(raw)
 
 
 def prepare(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:

@@ -277,3 +277,14 @@ def test_in_memory_serves_the_same_stream_as_the_files(ds, dequantize):
         np.testing.assert_array_equal(a["x"], b["x"])
         np.testing.assert_array_equal(a["label"], b["label"])
     np.testing.assert_array_equal(ds.as_array("test")["x"], files.as_array("test")["x"])
+
+
+def test_hosts_draw_independent_dequantization_noise(ds):
+    """Same seed, two hosts: batch j of each gets its own u (not the same noise pattern)."""
+    u = []
+    for h in range(2):
+        kw = dict(seed=3, shard_count=2, shard_index=h)
+        plain = take(ds.loader("train", 64, **kw), 1)[0]
+        deq = take(ds.loader("train", 64, dequantize=True, **kw), 1)[0]
+        u.append((deq["x"].astype(np.float64) + 1) * K / 2 - levels(plain["x"]))
+    assert np.corrcoef(u[0].ravel(), u[1].ravel())[0, 1] < 0.1  # 2048 pairs: |r| ~ 0.02
