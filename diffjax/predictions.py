@@ -12,8 +12,17 @@ parameterisations"; Salimans & Ho 2022 for v):
 
 Every conversion goes through the pair (x_0, eps), computed from the prediction with the
 divisions the kind needs and no others, so e.g. eps -> score never divides by alpha.
+
+Some networks output something that becomes a prediction only after scaling; a
+`Preconditioning` turns such a raw network `(x_t, t) -> F` into a plain prediction function:
+EDM's c_skip, c_out, c_in, c_noise (Karras et al. 2022, table 1), the consistency-model boundary
+condition c_skip(sigma_min) = 1, c_out(sigma_min) = 0 (seed 000, "Consistency Models"; seed
+001, "CONSISTENCY MODELS") and iDDPM's learned variance, whose extra output channels are not
+part of the mean prediction (seed 000, "iDDPM"). A Denoiser built with a Preconditioning as its
+kind applies it, so samplers only ever see plain kinds.
 """
 
+import abc
 import dataclasses
 from collections.abc import Callable
 
@@ -28,6 +37,11 @@ KINDS = ("eps", "x0", "v", "score", "velocity")
 # Keeps divisions finite where a coefficient is exactly zero (alpha(1) = 0 for the linear
 # interpolant, sigma(0) = 0 for every process); the affected outputs are ill-posed there anyway.
 _TINY = 1e-12
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown prediction kind {kind!r}; valid kinds: {', '.join(KINDS)}")
 
 
 def _safe(d: Array) -> Array:
@@ -53,6 +67,7 @@ def to_x0_eps(kind: str, out: Array, x: Array, t: Array, process: Process) -> tu
       t: [B] or scalar.
       process: the forward process.
     """
+    _check_kind(kind)
     alpha, sigma, dalpha, dsigma = _coefs(process, x, t)
     if kind == "eps":
         return (x - sigma * out) / _safe(alpha), out
@@ -64,15 +79,16 @@ def to_x0_eps(kind: str, out: Array, x: Array, t: Array, process: Process) -> tu
     if kind == "score":
         eps = -sigma * out
         return (x - sigma * eps) / _safe(alpha), eps
-    if kind == "velocity":
-        # Solve [alpha sigma; alpha' sigma'] (x0, eps) = (x, u).
-        det = _safe(alpha * dsigma - sigma * dalpha)
-        return (dsigma * x - sigma * out) / det, (alpha * out - dalpha * x) / det
-    raise ValueError(f"unknown prediction kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    # velocity: solve [alpha sigma; alpha' sigma'] (x0, eps) = (x, u), the second row divided
+    # by sigma' (infinite at t = 0 when sigma ~ sqrt(t), where this gives x0 = x / alpha).
+    r = 1.0 / _safe(dsigma)
+    det = _safe(alpha - sigma * dalpha * r)
+    return (x - sigma * r * out) / det, r * (alpha * out - dalpha * x) / det
 
 
 def from_x0_eps(kind: str, x0: Array, eps: Array, x: Array, t: Array, process: Process) -> Array:
     """Returns the prediction of `kind` given the pair (x_0, eps) at (x_t = x, t)."""
+    _check_kind(kind)
     alpha, sigma, dalpha, dsigma = _coefs(process, x, t)
     if kind == "eps":
         return eps
@@ -82,9 +98,7 @@ def from_x0_eps(kind: str, x0: Array, eps: Array, x: Array, t: Array, process: P
         return alpha * eps - sigma * x0
     if kind == "score":
         return -eps / _safe(sigma)
-    if kind == "velocity":
-        return dalpha * x0 + dsigma * eps
-    raise ValueError(f"unknown prediction kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    return dalpha * x0 + dsigma * eps  # velocity
 
 
 def convert(out: Array, src: str, dst: str, x: Array, t: Array, process: Process) -> Array:
@@ -95,12 +109,152 @@ def convert(out: Array, src: str, dst: str, x: Array, t: Array, process: Process
     return from_x0_eps(dst, x0, eps, x, t, process)
 
 
+ModelFn = Callable[[Array, Array], Array]
+
+
+class Preconditioning(abc.ABC):
+    """Maps a raw network `F(x_in, t_in)` to a prediction of the plain kind `self.kind`.
+
+    Subclasses are frozen dataclasses (hashable, so they can be static)."""
+
+    kind: str
+
+    @abc.abstractmethod
+    def wrap(self, net: ModelFn, process: Process) -> ModelFn:
+        """`net(x_in, t_in) -> F` -> `model_fn(x_t, t) -> prediction of self.kind`; t: [B]."""
+
+
+def _edm_sigma(process: Process, t: Array) -> tuple[Array, Array]:
+    """alpha and EDM's sigma_e = sigma / alpha, both [B]: x_t / alpha = x_0 + sigma_e eps."""
+    return process.alpha(t), jnp.exp(-0.5 * process.log_snr(t))
+
+
+def edm_coefficients(sigma: Array, sigma_data: float) -> tuple[Array, Array, Array, Array]:
+    """EDM preconditioning (Karras et al. 2022, table 1) at noise level sigma [B].
+
+    D(x) = c_skip x + c_out F(c_in x, c_noise) with
+      c_skip = sigma_d^2 / (sigma^2 + sigma_d^2),
+      c_out = sigma sigma_d / sqrt(sigma^2 + sigma_d^2),
+      c_in = 1 / sqrt(sigma^2 + sigma_d^2),  c_noise = log(sigma) / 4.
+    Returns (c_skip, c_out, c_in, c_noise), each [B].
+    """
+    norm = jnp.square(sigma) + sigma_data**2
+    return (
+        sigma_data**2 / norm,
+        sigma * sigma_data * jax.lax.rsqrt(norm),
+        jax.lax.rsqrt(norm),
+        0.25 * jnp.log(sigma),
+    )
+
+
+def consistency_coefficients(
+    sigma: Array, sigma_data: float, sigma_min: float
+) -> tuple[Array, Array]:
+    """Consistency-model boundary parameterisation (Song et al. 2023, appendix C).
+
+    f(x, sigma) = c_skip x + c_out F with c_skip = sigma_d^2 / ((sigma - sigma_min)^2 +
+    sigma_d^2), c_out = sigma_d (sigma - sigma_min) / sqrt(sigma^2 + sigma_d^2), so
+    c_skip(sigma_min) = 1, c_out(sigma_min) = 0 and f(x, sigma_min) = x exactly.
+    Returns (c_skip, c_out), each [B].
+    """
+    c_skip = sigma_data**2 / (jnp.square(sigma - sigma_min) + sigma_data**2)
+    c_out = sigma_data * (sigma - sigma_min) * jax.lax.rsqrt(jnp.square(sigma) + sigma_data**2)
+    return c_skip, c_out
+
+
+def _check_sigma_data(sigma_data: float) -> None:
+    if not sigma_data > 0.0:
+        raise ValueError(f"sigma_data must be > 0, got {sigma_data=}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EDMPreconditioning(Preconditioning):
+    """x_0 = c_skip x~ + c_out F(c_in x~, c_noise), x~ = x_t / alpha, sigma = sigma / alpha.
+
+    For alpha = 1 (the `edm` process) this is Karras et al. exactly; for other processes it is
+    the same map in the scaled variable x~ = x_0 + sigma_e eps.
+    """
+
+    sigma_data: float = 0.5
+    kind: str = dataclasses.field(default="x0", init=False)
+
+    def __post_init__(self):
+        _check_sigma_data(self.sigma_data)
+
+    def wrap(self, net: ModelFn, process: Process) -> ModelFn:
+        def model_fn(x, t):
+            alpha, sigma = _edm_sigma(process, t)
+            x_s = x / expand(alpha, x)
+            c_skip, c_out, c_in, c_noise = edm_coefficients(sigma, self.sigma_data)
+            out = net(expand(c_in, x) * x_s, c_noise)
+            return expand(c_skip, x) * x_s + expand(c_out, x) * out
+
+        return model_fn
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsistencyPreconditioning(Preconditioning):
+    """x_0 = c_skip x~ + c_out F(c_in x~, c_noise) with the consistency c_skip, c_out.
+
+    `sigma_min` is the boundary noise level (sigma_e at the smallest time), where the model is
+    the identity. c_in and c_noise are EDM's.
+    """
+
+    sigma_data: float = 0.5
+    sigma_min: float = 0.002
+    kind: str = dataclasses.field(default="x0", init=False)
+
+    def __post_init__(self):
+        _check_sigma_data(self.sigma_data)
+        if not self.sigma_min >= 0.0:
+            raise ValueError(f"sigma_min must be >= 0, got {self.sigma_min=}")
+
+    def wrap(self, net: ModelFn, process: Process) -> ModelFn:
+        def model_fn(x, t):
+            alpha, sigma = _edm_sigma(process, t)
+            x_s = x / expand(alpha, x)
+            _, _, c_in, c_noise = edm_coefficients(sigma, self.sigma_data)
+            c_skip, c_out = consistency_coefficients(sigma, self.sigma_data, self.sigma_min)
+            out = net(expand(c_in, x) * x_s, c_noise)
+            return expand(c_skip, x) * x_s + expand(c_out, x) * out
+
+        return model_fn
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedVariance(Preconditioning):
+    """iDDPM: the network outputs [mean prediction of `kind`, v] along the last axis (2C).
+
+    The denoiser sees only the first C channels; `split` gives both halves to the VLB loss.
+    """
+
+    kind: str = "eps"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"unknown prediction kind {self.kind!r}; valid kinds: {', '.join(KINDS)}"
+            )
+
+    @staticmethod
+    def split(out: Array) -> tuple[Array, Array]:
+        """[B, ..., 2C] -> (mean prediction [B, ..., C], variance interpolation v [B, ..., C])."""
+        c = out.shape[-1] // 2
+        return out[..., :c], out[..., c:]
+
+    def wrap(self, net: ModelFn, process: Process) -> ModelFn:
+        del process
+        return lambda x, t: self.split(net(x, t))[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class Denoiser:
     """Any `model_fn(x_t, t) -> output` with its prediction kind and process.
 
     Samplers and likelihoods take a Denoiser and ask for the kind they need. `model_fn` receives
     `t` broadcast to shape [B]. Usage: `Denoiser(lambda x, t: apply(params, x, t), "eps", vp)`.
+    `kind` may be a `Preconditioning`: the Denoiser then stores the preconditioned model_fn and
+    its plain kind, so `model_fn` and `kind` are always a plain pair.
     """
 
     model_fn: Callable[[Array, Array], Array]
@@ -108,8 +262,13 @@ class Denoiser:
     process: Process
 
     def __post_init__(self):
+        if isinstance(self.kind, Preconditioning):
+            object.__setattr__(self, "model_fn", self.kind.wrap(self.model_fn, self.process))
+            object.__setattr__(self, "kind", self.kind.kind)
         if self.kind not in KINDS:
-            raise ValueError(f"unknown prediction kind {self.kind!r}; valid kinds: {', '.join(KINDS)}")
+            raise ValueError(
+                f"unknown prediction kind {self.kind!r}; valid kinds: {', '.join(KINDS)}"
+            )
 
     def predict(self, x: Array, t: Array, kind: str) -> Array:
         """The prediction of `kind` at (x_t = x, t); x: [B, ...], t: scalar or [B]."""

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from diffjax import _registry
 from diffjax.methods import (
     consistency,
+    ddpm,
     flow_matching,
     meanflow,
     progressive_distillation,
@@ -17,6 +18,7 @@ from diffjax.methods import (
 from diffjax.methods.base import Recipe
 
 _METHODS: dict[str, Callable[..., Recipe]] = {
+    "ddpm": ddpm.ddpm,
     "flow_matching": flow_matching.flow_matching,
     "ot_cfm": flow_matching.ot_cfm,
     "rectified_flow": rectified_flow.rectified_flow,
