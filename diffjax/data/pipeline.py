@@ -38,6 +38,7 @@ import grain
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
+from PIL import Image
 
 UNLABELED = -1  # the "label" of every example of a dataset without labels (num_classes None)
 
@@ -55,12 +56,38 @@ def dequantize(v: np.ndarray, u: np.ndarray, num_bins: int) -> np.ndarray:
     return y * np.float32(2.0 / num_bins) - np.float32(1.0)
 
 
-def _stack(records: Sequence[Mapping[str, Any]], x_key: str, label_key: str | None):
-    """Records -> raw batch {"v": stored values [k, *shape], "label": int32 [k]}."""
-    v = np.stack([r[x_key] for r in records])
-    if label_key is None:
-        return {"v": v, "label": np.full(len(records), UNLABELED, np.int32)}
-    return {"v": v, "label": np.asarray([r[label_key] for r in records], np.int32)}
+def center_crop_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """The central square of a uint8 image [H, W, C], resized to [size, size, C] by area
+    averaging (PIL's BOX filter: exact block means for integer factors), rounded to uint8."""
+    h, w = image.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    crop = image[top : top + s, left : left + s]
+    channels = [
+        np.asarray(Image.fromarray(crop[..., c]).resize((size, size), Image.Resampling.BOX))
+        for c in range(image.shape[-1])
+    ]
+    return np.stack(channels, -1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stack:
+    """Records -> raw batch {"v": stored values [k, *shape], "label": int32 [k]}; images
+    center-cropped and resized first when `image_size` is set."""
+
+    x_key: str
+    label_key: str | None
+    image_size: int | None
+
+    def __call__(self, records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        xs = [r[self.x_key] for r in records]
+        if self.image_size is not None:
+            xs = [center_crop_resize(x, self.image_size) for x in xs]
+        if self.label_key is None:
+            labels = np.full(len(records), UNLABELED, np.int32)
+        else:
+            labels = np.asarray([r[self.label_key] for r in records], np.int32)
+        return {"v": np.stack(xs), "label": labels}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,11 +95,10 @@ class _Read:
     """Indices [k] -> raw batch read from the data source."""
 
     source: Sequence[Mapping[str, Any]]
-    x_key: str
-    label_key: str | None
+    stack: _Stack
 
     def __call__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        return _stack([self.source[i] for i in indices.tolist()], self.x_key, self.label_key)
+        return self.stack([self.source[i] for i in indices.tolist()])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +152,8 @@ class Dataset:
         None for continuous data.
       in_memory: each loader reads its split once into memory and gathers batches from there
         (the same batches as reading the files; for small datasets).
+      image_size: images are center-cropped to a square and resized to this size
+        (`center_crop_resize`), or None to keep them as stored.
     """
 
     builder: tfds.core.DatasetBuilder
@@ -135,6 +163,7 @@ class Dataset:
     num_classes: int | None
     num_bins: int | None
     in_memory: bool = False
+    image_size: int | None = None
 
     @property
     def name(self) -> str:
@@ -208,12 +237,11 @@ class Dataset:
         if dequantize and self.num_bins is None:
             raise ValueError(f"dequantize=True needs discrete data; {self.name} is continuous")
         source = self.source(split)
+        stack = _Stack(self.x_key, self.label_key, self.image_size)
         if self.in_memory:
-            read = _Gather(
-                _stack([source[i] for i in range(len(source))], self.x_key, self.label_key)
-            )
+            read = _Gather(stack([source[i] for i in range(len(source))]))
         else:
-            read = _Read(source, self.x_key, self.label_key)
+            read = _Read(source, stack)
         indices = grain.MapDataset.range(len(source))
         if shuffle:
             indices = indices.shuffle(seed=seed)
@@ -242,7 +270,7 @@ class Dataset:
         n = len(source) if max_examples is None else min(max_examples, len(source))
         if n <= 0:
             raise ValueError(f"{max_examples=} must be positive")
-        raw = _stack([source[i] for i in range(n)], self.x_key, self.label_key)
+        raw = _Stack(self.x_key, self.label_key, self.image_size)([source[i] for i in range(n)])
         return _Scale(self.num_bins).map(raw)
 
 
@@ -271,6 +299,7 @@ def from_builder(
     label_key: str | None = "label",
     num_bins: int | None = None,
     in_memory: bool = False,
+    image_size: int | None = None,
 ) -> Dataset:
     """Wraps a prepared builder, reading shape, classes and bins from its features.
 
@@ -281,10 +310,12 @@ def from_builder(
       num_bins: values per dimension; default 256 for uint8 features, None (continuous) for
         float features.
       in_memory: serve the records from memory (`Dataset.in_memory`).
+      image_size: center-crop and resize uint8 images [H, W, C] to [image_size, image_size, C].
 
     Raises:
       ValueError: a key that is not a feature (the message lists them), a data feature without
-        a fixed shape, a label that is not a ClassLabel, or num_bins < 2.
+        a fixed shape, a label that is not a ClassLabel, num_bins < 2, or image_size on data
+        that is not a uint8 image or not positive.
     """
     features = builder.info.features
     for key in (x_key, label_key):
@@ -297,6 +328,11 @@ def from_builder(
     shape = tuple(x_feature.shape)
     if not shape or any(d is None for d in shape):
         raise ValueError(f"{builder.name}/{x_key} needs a fixed shape, got {shape}")
+    is_image = np.dtype(x_feature.np_dtype) == np.uint8 and len(shape) == 3
+    if image_size is not None:
+        if not is_image or image_size <= 0:
+            raise ValueError(f"{image_size=} needs a positive size and uint8 images [H, W, C]")
+        shape = (image_size, image_size, shape[-1])
     if num_bins is None and np.dtype(x_feature.np_dtype) == np.uint8:
         num_bins = 256
     if num_bins is not None and num_bins < 2:
@@ -306,7 +342,7 @@ def from_builder(
         if not isinstance(features[label_key], tfds.features.ClassLabel):
             raise ValueError(f"{builder.name}/{label_key} is not a ClassLabel")
         num_classes = features[label_key].num_classes
-    return Dataset(builder, x_key, label_key, shape, num_classes, num_bins, in_memory)
+    return Dataset(builder, x_key, label_key, shape, num_classes, num_bins, in_memory, image_size)
 
 
 def from_tfds(
@@ -317,6 +353,7 @@ def from_tfds(
     label_key: str | None = "label",
     num_bins: int | None = None,
     in_memory: bool = False,
+    image_size: int | None = None,
 ) -> Dataset:
     """A dataset of the tfds catalogue by name ("mnist", "cifar10", "celeb_a", ...).
 
@@ -327,8 +364,8 @@ def from_tfds(
     Args:
       name: a tfds dataset name, optionally with config and version ("celeb_a:2.1.0").
       data_dir: where tfds keeps prepared datasets.
-      x_key, label_key, num_bins, in_memory: as in `from_builder`; label_key=None for datasets
-        without a "label" ClassLabel (celeb_a).
+      x_key, label_key, num_bins, in_memory, image_size: as in `from_builder`; e.g. celeb_a
+        (no "label" ClassLabel, 218 x 178 images) as `label_key=None, image_size=64`.
 
     Raises:
       ValueError: `name` is not a tfds dataset, or the keys do not match its features.
@@ -343,5 +380,10 @@ def from_tfds(
             "(tfds.list_builders())"
         ) from None
     return from_builder(
-        prepare(builder), x_key=x_key, label_key=label_key, num_bins=num_bins, in_memory=in_memory
+        prepare(builder),
+        x_key=x_key,
+        label_key=label_key,
+        num_bins=num_bins,
+        in_memory=in_memory,
+        image_size=image_size,
     )

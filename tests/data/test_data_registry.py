@@ -51,6 +51,12 @@ def test_unlabeled_tfds_dataset_needs_label_key_none():
         assert ds.num_classes is None and ds.shape == (218, 178, 3)
         batch = next(iter(ds.loader("train", 4, seed=0, shard_count=1, shard_index=0)))
         np.testing.assert_array_equal(batch["label"], pipeline.UNLABELED)
+        small = data.get("celeb_a", label_key=None, image_size=32)
+        assert small.shape == (32, 32, 3) and small.num_bins == 256
+        batch = next(iter(small.loader("train", 4, seed=0, shard_count=1, shard_index=0)))
+        assert batch["x"].shape == (4, 32, 32, 3)
+        v = (batch["x"] + 1.0) * 255.0 / 2.0
+        np.testing.assert_allclose(v, np.round(v), atol=1e-4)
 
 
 def test_unknown_name_is_a_clear_error():

@@ -288,3 +288,28 @@ def test_hosts_draw_independent_dequantization_noise(ds):
         deq = take(ds.loader("train", 64, dequantize=True, **kw), 1)[0]
         u.append((deq["x"].astype(np.float64) + 1) * K / 2 - levels(plain["x"]))
     assert np.corrcoef(u[0].ravel(), u[1].ravel())[0, 1] < 0.1  # 2048 pairs: |r| ~ 0.02
+
+
+def test_center_crop_resize_takes_block_means_of_the_central_square():
+    """A 6x4 image: the central 4x4 (rows 1..4) of 2x2 constant blocks -> 2x2 of block values."""
+    blocks = np.array([[10, 20], [30, 40]], np.uint8)
+    image = np.full((6, 4, 2), 255, np.uint8)
+    image[1:5, :, 0] = np.kron(blocks, np.ones((2, 2), np.uint8))
+    image[1:5, :, 1] = 7
+    out = pipeline.center_crop_resize(image, 2)
+    assert out.shape == (2, 2, 2) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[..., 0], blocks)
+    np.testing.assert_array_equal(out[..., 1], 7)
+    # a 3x3 box mean: (0 + ... + 8) / 9 = 4
+    np.testing.assert_array_equal(
+        pipeline.center_crop_resize(np.arange(9, dtype=np.uint8).reshape(3, 3, 1), 1), [[[4]]]
+    )
+
+
+def test_image_size_needs_uint8_images(ds):
+    with pytest.raises(ValueError, match="image_size"):
+        pipeline.from_builder(ds.builder, num_bins=K, image_size=0)
+    resized = pipeline.from_builder(ds.builder, num_bins=K, image_size=4)
+    assert resized.shape == (4, 4, 1)
+    batch = take(resized.loader("train", 8, seed=0, shard_count=1, shard_index=0), 1)[0]
+    assert batch["x"].shape == (8, 4, 4, 1)
