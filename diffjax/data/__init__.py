@@ -2,6 +2,14 @@
 
 Offline datasets (digits, toy2d) are tfds builders in this package, read through
 `tfds.data_source` + grain like every real tfds dataset (no TensorFlow needed).
+
+    ds = diffjax.data.get("digits")          # or "toy2d", distribution="moons"; or "cifar10"
+    ds.shape, ds.num_classes, ds.num_bins    # (8, 8, 1), 10, 17
+    it = iter(ds.loader("train", 128, seed=0))
+    batch = next(it)                         # {"x": float32 [128, 8, 8, 1] in [-1, 1],
+                                             #  "label": int32 [128]}
+    state = it.get_state()                   # resume later with it.set_state(state)
+    test = ds.as_array("test")               # numpy {"x", "label"} for evaluation
 """
 
 from diffjax.data import digits, pipeline, toy2d

@@ -2,9 +2,8 @@
 
 The 1797 images of `sklearn.datasets.load_digits` (UCI optical recognition of handwritten
 digits, shipped inside scikit-learn; 8x8 blocks of counts 0..16) are stored with their exact
-integer gray levels as an 8x8x1 uint8 tensor feature "image" (raw bytes: decoding is a
-`np.frombuffer`, several times faster to read than PNG; writing it needs no TensorFlow), so
-`num_bins = 17` and the plain scaling
+integer gray levels as an 8x8x1 uint8 tensor feature "image" (raw bytes: writing needs no
+TensorFlow and reading skips PNG decoding), so `num_bins = 17` and the plain scaling
 x = 2 v / 16 - 1 maps them onto [-1, 1] (see `pipeline` for the dequantized convention).
 Fixed split: the first 1500 images (in scikit-learn's order) are "train", the last 297 "test".
 """
