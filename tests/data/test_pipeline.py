@@ -1,7 +1,6 @@
 """Loaders over a prepared builder (digits): scaling, order, resume, sharding, dequantization."""
 
 import dataclasses
-import itertools
 import os
 import subprocess
 import sys
@@ -225,7 +224,7 @@ def test_threaded_reading_gives_the_same_stream(ds):
     kw = dict(seed=2, shard_count=1, shard_index=0)
     a = take(ds.loader("train", 64, **kw), 3)
     b = take(ds.loader("train", 64, num_threads=2, **kw), 3)
-    for x, y in itertools.zip_longest(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x["x"], y["x"])
 
 
