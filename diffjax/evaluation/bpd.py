@@ -25,7 +25,8 @@ bits/dim, even negative. `evaluate_bpd(..., dequantize=False)` computes it only 
 import math
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -126,10 +127,11 @@ def batch_bpd(
 
 def evaluate_bpd(
     key: Array,
-    denoiser: Denoiser,
+    denoiser: Denoiser | Callable[[Any], Denoiser],
     batches: Iterable[Mapping[str, Array]],
     num_bins: int | None,
     *,
+    params: Any = None,
     num_dequantizations: int = 5,
     dequantize_data: bool = True,
     progress: bool = True,
@@ -143,10 +145,14 @@ def evaluate_bpd(
 
     Args:
       key: PRNG key; batch i uses fold_in(key, i).
-      denoiser: the model.
+      denoiser: the model as a Denoiser; or, with `params`, a function params -> Denoiser
+        (e.g. `functools.partial(recipe.denoiser, apply_fn)`), so that the weights are
+        arguments of the jitted computation (kept as placed, e.g. sharded) rather than
+        constants compiled into it: use this for real models.
       batches: iterable of {"x": [B, ...]} plainly scaled as by `diffjax.data` (a loader with
         dequantize=False, or `Dataset.as_array`); this function draws the dequantization.
       num_bins: K of the dataset (`Dataset.num_bins`), None for continuous data.
+      params: the weights passed to `denoiser` (None: `denoiser` is a Denoiser).
       num_dequantizations: uniform dequantizations averaged per example (score_sde: 5).
       dequantize_data: False measures the density at the grid points, with a warning.
       progress: show a tqdm bar with the running bpd.
@@ -170,10 +176,12 @@ def evaluate_bpd(
             stacklevel=2,
         )
 
-    def run(k, x):
+    make_denoiser = (lambda _: denoiser) if params is None else denoiser
+
+    def run(p, k, x):
         out = batch_bpd(
             k,
-            denoiser,
+            make_denoiser(p),
             x,
             num_bins,
             num_dequantizations=num_dequantizations,
@@ -189,7 +197,7 @@ def evaluate_bpd(
     bar = tqdm(batches, desc="bpd", unit="batch", disable=not progress)
     for i, batch in enumerate(bar):
         x = batch["x"]
-        out = jax.device_get(run(jax.random.fold_in(key, i), x))
+        out = jax.device_get(run(params, jax.random.fold_in(key, i), x))
         if discrete and out["grid_deviation"] > _GRID_TOL:
             raise ValueError(
                 f"batch {i} is not plainly scaled discrete data with {num_bins=} (off the grid "

@@ -114,8 +114,11 @@ def test_evaluate_bpd_undequantized_warns_and_continuous():
         np.mean(nll_x + D * math.log(K / 2)) / (D * LN2), abs=tol
     )
     assert not raw["dequantized"]
-    # Continuous data: the same density, no offset.
-    cont = bpd.evaluate_bpd(jax.random.key(0), den, [{"x": jnp.asarray(x)}], None, **kw)
+    # Continuous data: the same density, no offset; the model given as params -> Denoiser.
+    make = lambda model: model.denoiser(processes.get("rectified_flow"))  # noqa: E731
+    cont = bpd.evaluate_bpd(
+        jax.random.key(0), make, [{"x": jnp.asarray(x)}], None, params=MODEL, **kw
+    )
     assert cont["bpd_mean"] == pytest.approx(np.mean(nll_x) / (D * LN2), abs=tol)
 
 
