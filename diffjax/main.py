@@ -26,8 +26,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = _CONFIG.value
+    # orbax logs every save at INFO; the progress bar and <workdir>/train_log.txt say what matters.
+    logging.set_verbosity(logging.WARNING)
     run = _registry.lookup("mode", MODES, config.mode)
-    logging.info("mode=%s workdir=%s\n%s", config.mode, _WORKDIR.value, config)
     result = run(config, _WORKDIR.value)
     if isinstance(result, dict):
         print(result)

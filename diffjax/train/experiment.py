@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 from jax import Array
 
-from diffjax import data, methods, models, processes, samplers
+from diffjax import data, denoisers, methods, models, processes, samplers
 from diffjax.methods.base import ApplyFn, Params, Recipe
 
 
@@ -40,6 +40,7 @@ class Experiment:
       apply_fn: `model` as a pure function.
       sampler: the configured sampler function.
       sample_num_steps: sampler steps, or None for the sampler's default.
+      clip_x0: clip the x0 prediction to [-1, 1] while sampling (image data).
     """
 
     dataset: Any
@@ -48,6 +49,7 @@ class Experiment:
     apply_fn: ApplyFn
     sampler: Callable
     sample_num_steps: int | None
+    clip_x0: bool
 
     def init_params(self, key: Array) -> Params:
         """`{"model": network params, **recipe aux params}` from one key."""
@@ -63,6 +65,8 @@ class Experiment:
         process = self.recipe.process_for(params)
         x_init = process.prior_sample(init_key, (num_samples, *self.dataset.shape))
         denoiser = self.recipe.denoiser(self.apply_fn, params)
+        if self.clip_x0:
+            denoiser = denoisers.clip_x0(denoiser)
         return self.sampler(sample_key, denoiser, x_init, num_steps=self.sample_num_steps)
 
 
@@ -90,4 +94,5 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         apply_fn=apply_fn_of(model),
         sampler=sampler,
         sample_num_steps=config.sample.num_steps or None,
+        clip_x0=config.sample.clip_x0,
     )

@@ -75,7 +75,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
         abstract = checkpoint.abstract_like(jax.eval_shape(create, seed_key), replicated)
         state = checkpoint.restore(manager, abstract, data_iterator)
         start = int(state.step)
-        logging.info("resumed from step %d in %s", start, workdir)
+        logging.warning("resuming from the checkpoint of step %d in %s", start, workdir)
 
     writer = MetricWriter(workdir, start)
     writer.text(f"{'resume at' if start else 'start'} step {start} of {tc.num_steps}")

@@ -55,6 +55,7 @@ def evaluate_sample_quality(config: ml_collections.ConfigDict, exp, state, workd
         train["label"],
         test["x"],
         jax.random.PRNGKey(config.seed),
+        test_y=test["label"],
     )
     sample = jax.jit(lambda p, k: exp.sample(p, k, config.eval.num_samples))
     x = np.asarray(sample(state.ema_params, jax.random.PRNGKey(config.seed + 1)))

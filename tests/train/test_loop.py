@@ -1,0 +1,180 @@
+"""The training loop end to end: loss goes down, sharding does not change the numbers, a
+SIGKILLed run resumes to the uninterrupted state, NaN stops the run, outputs are written."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import default
+from diffjax.train import checkpoint, experiment, loop, state, writer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _toy_config(data_dir, **training):
+    """DDPM on 2-D moons with the MLP: fast enough to run end to end in a test."""
+    config = default.get_config()
+    config.data.name = "toy2d"
+    config.data.kwargs = {"distribution": "moons", "data_dir": str(data_dir)}
+    config.model.name = "mlp"
+    config.process.kwargs = {"num_steps": 100}
+    config.training.batch_size = 64
+    config.training.num_steps = 30
+    config.training.log_every = 5
+    config.training.checkpoint_every = 10
+    config.training.sample_every = 0
+    config.optim.warmup_steps = 5
+    config.sample.num_samples = 16
+    config.eval.at_end = False
+    config.training.update(training)
+    return config
+
+
+def _overrides(config):
+    """The command-line flags that turn configs/default.py into `config`."""
+    flat = {
+        "data.name": config.data.name,
+        "data.kwargs.distribution": config.data.kwargs.distribution,
+        "data.kwargs.data_dir": config.data.kwargs.data_dir,
+        "model.name": config.model.name,
+        "process.kwargs.num_steps": config.process.kwargs.num_steps,
+        "optim.warmup_steps": config.optim.warmup_steps,
+        "sample.num_samples": config.sample.num_samples,
+        "eval.at_end": config.eval.at_end,
+        **{f"training.{k}": v for k, v in config.training.items()},
+    }
+    return [f"--config.{k}={v}" for k, v in flat.items()]
+
+
+def _main(workdir, config, devices=1, **popen):
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "JAX_PLATFORMS": "cpu",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "diffjax.main",
+        f"--config={ROOT}/configs/default.py",
+        f"--workdir={workdir}",
+        *_overrides(config),
+    ]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, **popen)
+
+
+def _final_state(config, workdir):
+    exp = experiment.build(config)
+    _, create = loop.state_constructor(config, exp)
+    abstract = jax.eval_shape(create, jax.random.PRNGKey(config.seed))
+    manager = checkpoint.make_manager(str(workdir), config.training.keep_checkpoints)
+    return checkpoint.restore(manager, abstract)
+
+
+def test_train_step_lowers_the_loss_on_a_fixed_batch(tmp_path):
+    config = _toy_config(tmp_path / "data")
+    exp = experiment.build(config)
+    optimizer, create = loop.state_constructor(config, exp)
+    st = create(jax.random.PRNGKey(0))
+    batch = next(iter(exp.dataset.loader("train", 64, seed=0)))
+    loss_fn = jax.jit(exp.recipe.make_loss(exp.apply_fn))
+    step = jax.jit(state.make_train_step(exp.recipe.make_loss(exp.apply_fn), optimizer, 0.99))
+    key = jax.random.PRNGKey(1)
+    before = float(loss_fn(st.params, batch, key)[0])
+    for _ in range(20):
+        st, metrics = step(st, batch)
+    after = float(loss_fn(st.params, batch, key)[0])
+    assert int(st.step) == 20
+    assert np.isfinite(float(metrics["grad_norm"]))
+    assert after < 0.8 * before
+
+
+def test_eight_devices_give_the_same_losses_as_one(tmp_path):
+    config = _toy_config(tmp_path / "data", num_steps=20)
+    histories = []
+    for devices in (1, 8):
+        workdir = tmp_path / f"run{devices}"
+        proc = _main(workdir, config, devices=devices, stderr=subprocess.PIPE, text=True)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        histories.append(writer.read_history(str(workdir)))
+    losses = [[h["loss"] for h in hist] for hist in histories]
+    assert len(losses[0]) == 4
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
+
+
+def test_sigkilled_run_resumes_to_the_uninterrupted_state(tmp_path):
+    config = _toy_config(tmp_path / "data", num_steps=1500, checkpoint_every=100, log_every=100)
+    reference = tmp_path / "reference"
+    proc = _main(reference, config, stderr=subprocess.PIPE, text=True)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+
+    killed = tmp_path / "killed"
+    proc = _main(killed, config, stderr=subprocess.DEVNULL)
+    ckpt_dir = killed / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        done = [d for d in os.listdir(ckpt_dir) if d.isdigit()] if ckpt_dir.exists() else []
+        if done:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    interrupted_at = checkpoint.make_manager(str(killed), 3).latest_step()
+    assert interrupted_at is not None and interrupted_at < 1500, "the kill came too late"
+
+    proc = _main(killed, config, stderr=subprocess.PIPE, text=True)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+    a, b = _final_state(config, reference), _final_state(config, killed)
+    assert int(a.step) == int(b.step) == 1500
+    jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+    jax.tree.map(np.testing.assert_array_equal, a.ema_params, b.ema_params)
+    steps = [h["step"] for h in writer.read_history(str(killed))]
+    assert steps == sorted(set(steps)), "history repeats steps after resume"
+
+
+def test_nan_loss_stops_the_run_naming_step_and_checkpoint(tmp_path):
+    config = _toy_config(tmp_path / "data", num_steps=200, checkpoint_every=2)
+    config.optim.learning_rate = 1e30
+    config.optim.warmup_steps = 0
+    config.optim.grad_clip = 0.0
+    with pytest.raises(loop.NonFiniteLossError, match=r"at step \d+.*checkpoint.*resume"):
+        loop.train(config, str(tmp_path / "run"))
+
+
+def test_batch_must_divide_over_devices(tmp_path):
+    config = _toy_config(tmp_path / "data", batch_size=60)
+    proc = _main(tmp_path / "run", config, devices=8, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert "training.batch_size=60 must be divisible by the number of devices (8)" in err
+
+
+def test_a_short_digits_run_writes_every_output(tmp_path):
+    config = default.get_config()
+    config.data.kwargs = {"data_dir": str(tmp_path / "data")}
+    config.training.num_steps = 20
+    config.training.log_every = 5
+    config.training.checkpoint_every = 10
+    config.training.sample_every = 10
+    config.process.kwargs = {"num_steps": 50}
+    config.sample.num_samples = 16
+    config.eval.num_samples = 100
+    workdir = tmp_path / "run"
+    loop.train(config, str(workdir))
+    for name in ("loss_curve.png", "metrics.json", "train_log.txt", "history.jsonl"):
+        assert (workdir / name).exists(), name
+    assert (workdir / "samples" / "samples_final.png").exists()
+    assert (workdir / "samples" / "samples_step_0000010.png").exists()
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir / "tensorboard"))
+    assert sorted(d for d in os.listdir(workdir / "checkpoints") if d.isdigit()) == ["10", "20"]
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert metrics["step"] == 20
+    assert metrics["frechet_floor_train_vs_test"] < metrics["frechet_ceiling_noise"]
