@@ -1,25 +1,43 @@
 """Samplers by name: `diffjax.samplers.get(name, **options)` returns a pure function
 
-  sampler(key, denoiser, x_init, num_steps=None, timesteps=None) -> x_0
+  sampler(key, denoiser, x_init, num_steps=None, timesteps=None, return_trajectory=False)
+    -> x at t_N [B, ...] (and the trajectory [N + 1, B, ...] when asked)
 
 jittable with `num_steps` static; `denoiser` is a `diffjax.predictions.Denoiser`, `x_init` the
 start at t_0 (noise at t = 1 for most), `timesteps` an explicit decreasing grid t_0 > ... > t_N.
-Each loop is one `lax.scan` / `fori_loop` on device.
+`sampler.nfe(num_steps)` is the number of network evaluations (None for `dopri5`, which returns
+its counts with `return_stats=True`). Each loop is one `lax.scan` on device; see `base.py`.
 """
 
+import functools
 from collections.abc import Callable
 
 from diffjax import _registry
-from diffjax.samplers import ancestral
+from diffjax.samplers import ancestral, dpm_solver, edm, langevin, pf_ode, sde
+from diffjax.samplers.base import Sampler
 
-_SAMPLERS: dict[str, Callable[..., Callable]] = {
+_SAMPLERS: dict[str, Callable[..., Sampler]] = {
     "ddpm": ancestral.DDPM,
     "ddim": ancestral.DDIM,
+    "annealed_langevin": langevin.AnnealedLangevin,
+    "euler_maruyama": sde.EulerMaruyama,
+    "predictor_corrector": sde.PredictorCorrector,
+    "euler": functools.partial(pf_ode.FixedStepODE, method="euler"),
+    "heun": functools.partial(pf_ode.FixedStepODE, method="heun"),
+    "rk4": functools.partial(pf_ode.FixedStepODE, method="rk4"),
+    "dopri5": pf_ode.Dopri5,
+    "dpm_solver": dpm_solver.DPMSolver,
+    "dpm_solver_pp": dpm_solver.DPMSolverPP,
+    "edm_heun": edm.EDMHeun,
 }
 
 
-def get(name: str, **options) -> Callable:
-    """The sampler registered as `name`, configured with `options`."""
+def get(name: str, **options) -> Sampler:
+    """The sampler registered as `name`, configured with `options`.
+
+    Raises:
+      ValueError: for an unknown name (listing the valid ones) or invalid options.
+    """
     return _registry.lookup("sampler", _SAMPLERS, name)(**options)
 
 

@@ -28,10 +28,10 @@ from jax import Array
 
 from diffjax.predictions import Denoiser
 from diffjax.processes import Process
-from diffjax.samplers.base import Sampler, State, x0_eps
+from diffjax.samplers.base import State, StepSampler, x0_eps
 
 
-class _Ancestral(Sampler):
+class _Ancestral(StepSampler):
     """x_s = alpha_s x0_hat + d eps_hat + c z, one network evaluation per step."""
 
     default_num_steps: ClassVar[int] = 1000

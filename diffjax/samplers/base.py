@@ -2,9 +2,10 @@
 
 A sampler integrates the reverse process from x_{t_0} = x_init down a grid
 t_0 > t_1 > ... > t_N (t = 1 noise, t = 0 data; seed 000, "SDE Models"). A subclass states only
-its step rule x_{t_i} -> x_{t_{i+1}} and how many network evaluations (NFE) a run costs; the
-grid, the per-step keys (`fold_in(key, i)`), the trajectory and the loop live here, so the whole
-run is one `lax.scan` whose compile time does not depend on the number of steps.
+its default grid, how many network evaluations (NFE) a run costs, and how it integrates down a
+grid; a `StepSampler` states only its step rule x_{t_i} -> x_{t_{i+1}}, and the per-step keys
+(`fold_in(key, i)`), the trajectory and the loop live here, so the whole run is one `lax.scan`
+whose compile time does not depend on the number of steps.
 """
 
 import abc
@@ -35,7 +36,7 @@ def discrete_steps(process: Process) -> int | None:
 
 
 class Sampler(abc.ABC):
-    """A sampling rule. Subclasses are frozen dataclasses whose fields are the options.
+    """A sampling algorithm. Subclasses are frozen dataclasses whose fields are the options.
 
     Call: `sampler(key, denoiser, x_init, num_steps=None, timesteps=None,
     return_trajectory=False)`:
@@ -52,26 +53,8 @@ class Sampler(abc.ABC):
     default_num_steps: ClassVar[int] = 100
 
     @abc.abstractmethod
-    def step(
-        self,
-        denoiser: Denoiser,
-        x: Array,
-        state: State,
-        t: Array,
-        s: Array,
-        key: Array,
-        last: Array,
-    ) -> tuple[Array, State]:
-        """One step x_t -> x_s (s < t); `last` (traced bool) is True on the final step."""
-
-    @abc.abstractmethod
-    def nfe(self, num_steps: int) -> int:
-        """Network evaluations of a run of `num_steps` steps."""
-
-    def init_state(self, x: Array) -> State:
-        """Extra loop state (multistep history); none by default."""
-        del x
-        return ()
+    def nfe(self, num_steps: int) -> int | None:
+        """Network evaluations of a run of `num_steps` steps (None when adaptive)."""
 
     def grid(self, process: Process, num_steps: int) -> Array:
         """Default grid [num_steps + 1] from 1 to 0, uniform in t."""
@@ -83,9 +66,11 @@ class Sampler(abc.ABC):
     ) -> Array:
         """The grid a call integrates over, [N + 1], from `num_steps` or explicit `timesteps`.
 
+        With neither given, N is T for a discrete process and `default_num_steps` otherwise.
+
         Raises:
-          ValueError: if both or (for continuous processes without a default) neither is given,
-            or the grid has the wrong shape, or num_steps exceeds a discrete process's T.
+          ValueError: if both are given, the grid has the wrong shape, or num_steps is < 1 or
+            exceeds a discrete process's T.
         """
         if timesteps is not None:
             if num_steps is not None:
@@ -116,6 +101,39 @@ class Sampler(abc.ABC):
         return_trajectory: bool = False,
     ) -> Array | tuple[Array, Array]:
         ts = self.timesteps(denoiser.process, num_steps, timesteps)
+        return self.integrate(key, denoiser, x_init, ts, return_trajectory)
+
+    @abc.abstractmethod
+    def integrate(
+        self, key: Array, denoiser: Denoiser, x_init: Array, ts: Array, return_trajectory: bool
+    ) -> Array | tuple[Array, Array]:
+        """Runs the sampler down the grid ts [N + 1]; see the class docstring for the returns."""
+
+
+class StepSampler(Sampler):
+    """A sampler given by one step rule x_{t_i} -> x_{t_{i+1}}, run as one `lax.scan`."""
+
+    @abc.abstractmethod
+    def step(
+        self,
+        denoiser: Denoiser,
+        x: Array,
+        state: State,
+        t: Array,
+        s: Array,
+        key: Array,
+        last: Array,
+    ) -> tuple[Array, State]:
+        """One step x_t -> x_s (s < t); `last` (traced bool) is True on the final step."""
+
+    def init_state(self, x: Array, ts: Array) -> State:
+        """Extra loop state (multistep history, grid constants) from x_init and the grid."""
+        del x, ts
+        return ()
+
+    def integrate(
+        self, key: Array, denoiser: Denoiser, x_init: Array, ts: Array, return_trajectory: bool
+    ) -> Array | tuple[Array, Array]:
         n = ts.shape[0] - 1
 
         def body(carry, inputs):
@@ -125,7 +143,7 @@ class Sampler(abc.ABC):
             return (x, state), (x if return_trajectory else None)
 
         (x, _), traj = jax.lax.scan(
-            body, (x_init, self.init_state(x_init)), (jnp.arange(n), ts[:-1], ts[1:])
+            body, (x_init, self.init_state(x_init, ts)), (jnp.arange(n), ts[:-1], ts[1:])
         )
         if return_trajectory:
             return x, jnp.concatenate([x_init[None], traj], axis=0)
