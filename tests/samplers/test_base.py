@@ -1,0 +1,60 @@
+"""The shared sampler interface: registry, grids, and compile time independent of step count."""
+
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from diffjax import processes, samplers
+
+from .closed_forms import VP, gaussian_denoiser
+
+NAMES = [
+    "ddpm", "ddim", "annealed_langevin", "euler_maruyama", "predictor_corrector", "euler",
+    "heun", "rk4", "dopri5", "dpm_solver", "dpm_solver_pp", "edm_heun",
+]  # fmt: skip
+
+
+def test_registry_has_every_sampler_of_the_issue():
+    assert samplers.names() == sorted(NAMES)
+    with pytest.raises(ValueError, match="dpm_solver_pp"):
+        samplers.get("dpm_solver++")
+
+
+def test_discrete_process_defaults_to_its_steps():
+    """For a T-step DDPM table the default grid is i / T and any grid is snapped to it."""
+    ddpm = processes.get("ddpm_linear", num_steps=100)
+    sampler = samplers.get("ddpm")
+    np.testing.assert_allclose(sampler.timesteps(ddpm), np.arange(100, -1, -1) / 100, atol=1e-7)
+    sub = np.asarray(sampler.timesteps(ddpm, 7)) * 100
+    np.testing.assert_allclose(sub, np.round(sub), atol=1e-4)
+    with pytest.raises(ValueError, match="exceeds"):
+        sampler.timesteps(ddpm, 101)
+
+
+def _compile_seconds(sampler, num_steps):
+    den = gaussian_denoiser(VP)
+    fn = jax.jit(lambda k, x: sampler(k, den, x, num_steps=num_steps))
+    args = (jax.random.PRNGKey(0), jax.ShapeDtypeStruct((8, 2), np.float32))
+    lowered = fn.lower(*args)
+    start = time.perf_counter()
+    lowered.compile()
+    return time.perf_counter() - start
+
+
+# Two representatives (one scan; a scan of fori_loops) run by default, the rest with -m slow.
+FAST = ("ddpm", "annealed_langevin")
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
+)
+def test_compile_time_does_not_grow_with_steps(name):
+    """One loop on device: compiling 1000 steps costs at most 1.5x compiling 10 (the 10-step
+    compile runs first and also pays the one-off warm-up, so the check is conservative)."""
+    sampler = samplers.get(name)
+    _compile_seconds(sampler, 3)  # warm up tracing / backend caches shared by both sizes
+    small = _compile_seconds(sampler, 10)
+    large = _compile_seconds(sampler, 1000)
+    assert large < 1.5 * small + 0.05, (small, large)
