@@ -10,9 +10,9 @@ from collections.abc import Callable
 import flax.linen as nn
 
 from diffjax import _registry
-from diffjax.models.presets import PRESETS
+from diffjax.models import dit, presets
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {**PRESETS}
+_MODELS: dict[str, Callable[..., nn.Module]] = {**presets.PRESETS, **dit.PRESETS}
 
 
 def get(name: str, **kwargs) -> nn.Module:
