@@ -34,7 +34,7 @@ from jax import Array
 
 from diffjax import predictions
 from diffjax.predictions import Preconditioning
-from diffjax.processes import DiscreteProcess, Process, expand
+from diffjax.processes import DiscreteProcess, Process, VDMLearned, expand
 
 ApplyFn = Callable[..., Array]
 LossFn = Callable[[Any, Mapping[str, Array], Array], tuple[Array, dict[str, Array]]]
@@ -146,14 +146,14 @@ def snap_time(t: Array, process: Process, t_min: float, num_levels: int | None) 
     """Places continuous draws t in [0, 1] on the times the objective trains on.
 
     A DiscreteProcess trains on its grid t = i / T, i = ceil(t T) in {1..T}; `num_levels` = L
-    gives the grid t = k / (L - 1), k = round(t (L - 1)) (NCSN's noise levels sigma_1..sigma_L);
+    gives the grid t = k / (L - 1), k = floor(t L) (NCSN's noise levels sigma_1..sigma_L);
     otherwise t is clipped to [t_min, 1].
     """
     if isinstance(process, DiscreteProcess):
         n = process.num_steps
         return jnp.clip(jnp.ceil(t * n), 1.0, float(n)) / n
     if num_levels is not None:
-        return jnp.round(t * (num_levels - 1)) / (num_levels - 1)
+        return jnp.minimum(jnp.floor(t * num_levels), num_levels - 1) / (num_levels - 1)
     return jnp.clip(t, t_min, 1.0)
 
 
@@ -429,3 +429,201 @@ def ddpm_vlb(
     steps = jnp.arange(1, num_steps + 1)
     total, _ = jax.lax.scan(step, prior_kl(process, x0), steps)
     return total
+
+
+# --------------------------------------------------------------------------------- iDDPM
+
+
+def iddpm_loss(
+    apply_fn: ApplyFn,
+    process: DiscreteProcess,
+    vlb_weight: float = 1e-3,
+    num_bins: int = 256,
+) -> LossFn:
+    """iDDPM's hybrid objective L_simple + lambda L_vlb (seed 000, "iDDPM").
+
+    The network outputs 2C channels [eps_hat, v] (`predictions.LearnedVariance`); the variance
+    is exp(frac log beta_t + (1 - frac) log beta~_t), frac = (v + 1) / 2. L_vlb =
+    sum_t L_t is estimated by T L_i at one i ~ U{1..T} per example, in bits/dim, with the mean
+    stop-gradiented so L_vlb trains only the variance.
+
+    Args:
+      apply_fn: the network (2C output channels).
+      process: a DiscreteProcess (iDDPM: `ddpm_cosine`, T = 4000).
+      vlb_weight: lambda (1e-3 in iDDPM).
+      num_bins: data levels in [-1, 1] of the discretised decoder L_0.
+
+    Returns:
+      loss -> (L_simple + lambda L_vlb, {"loss", "mse", "vlb_bpd"}); vlb_bpd estimates the
+      full VLB (with the prior term) in bits/dim.
+    """
+    if not isinstance(process, DiscreteProcess):
+        raise ValueError(f"iddpm needs a discrete process (ddpm_cosine), got {process}")
+    if not vlb_weight >= 0.0:
+        raise ValueError(f"vlb_weight must be >= 0, got {vlb_weight=}")
+    _check_vlb_options("learned", "discretized", num_bins)
+    num_steps = process.num_steps
+
+    def loss(params, batch, key):
+        x0 = batch["x"]
+        t_key, noise_key, dropout_key = jax.random.split(key, 3)
+        i = jax.random.randint(t_key, x0.shape[:1], 1, num_steps + 1).astype(jnp.float32)
+        t = i / num_steps
+        x_t, eps = process.marginal_sample(noise_key, x0, t)
+        out = apply_fn(params["model"], x_t, t, batch.get("cond"), key=dropout_key)
+        eps_hat, v = predictions.LearnedVariance.split(out)
+        mse = _mean_per_example(jnp.square(eps_hat - eps))
+        x0_hat, _ = predictions.to_x0_eps("eps", jax.lax.stop_gradient(eps_hat), x_t, t, process)
+        term = vlb_term(
+            process, num_steps, i, x0, x_t, x0_hat, v, "learned", "discretized", num_bins
+        )
+        vlb = bits_per_dim(num_steps * term, x0)
+        value = jnp.mean(mse + vlb_weight * vlb)
+        vlb_bpd = jnp.mean(vlb + bits_per_dim(prior_kl(process, x0), x0))
+        return value, {"loss": value, "mse": jnp.mean(mse), "vlb_bpd": vlb_bpd}
+
+    return loss
+
+
+# ----------------------------------------------------------------------------------- VDM
+
+
+def vdm_reconstruction_nll(x0: Array, z0: Array, alpha0: Array, log_snr0: Array, num_bins: int):
+    """-log p(x_0 | z_0) in nats per example [B] (Kingma et al. 2021, eq. 17-18).
+
+    Each value of x_0 on `num_bins` levels c_k in [-1, 1] has probability softmax_k(-SNR_0
+    (z_0 / alpha_0 - c_k)^2 / 2), independently per dimension.
+    """
+    levels = jnp.linspace(-1.0, 1.0, num_bins)
+    k = jnp.clip(jnp.round((x0 + 1.0) * 0.5 * (num_bins - 1)), 0, num_bins - 1).astype(jnp.int32)
+    z_scaled = z0 / expand(alpha0, z0)
+    snr = expand(jnp.exp(log_snr0), z0)
+    levels = jnp.reshape(levels, (1,) * z0.ndim + (num_bins,))
+    logits = -0.5 * snr[..., None] * jnp.square(z_scaled[..., None] - levels)  # [B, ..., K]
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, k[..., None], axis=-1)[..., 0]
+    return jnp.sum(jnp.reshape(nll, (x0.shape[0], -1)), axis=-1)
+
+
+def vdm_terms(
+    model: Callable[[Array, Array], Array],
+    process: Process,
+    x0: Array,
+    t: Array,
+    key: Array,
+    num_bins: int,
+) -> tuple[Array, Array, Array]:
+    """VDM's VLB terms in nats per example [B]: (diffusion, prior, reconstruction).
+
+    diffusion = 1/2 gamma'(t) ||eps - eps_hat(z_t, t)||^2 (seed 001, "CONTINUOUS-TIME"), an
+    unbiased one-sample estimate of L_inf for t ~ U[0, 1); prior = KL(q(z_1 | x) || N(0, I));
+    reconstruction = -log p(x | z_0) (seed 001, "GENERAL FORMULATIONS").
+
+    Args:
+      model: (z_t, t) -> eps_hat; process: gamma = -log_snr (any process with finite ends).
+      x0: [B, ...]; t: [B]; key: for the two noise draws.
+    """
+    k_t, k_0 = jax.random.split(key)
+    _, dgamma = jax.jvp(lambda s: -process.log_snr(s), (t,), (jnp.ones_like(t),))
+    z_t, eps = process.marginal_sample(k_t, x0, t)
+    sq = jnp.sum(jnp.reshape(jnp.square(eps - model(z_t, t)), (x0.shape[0], -1)), axis=-1)
+    diffusion = 0.5 * dgamma * sq
+    zero = jnp.zeros_like(t)
+    z0, _ = process.marginal_sample(k_0, x0, zero)
+    recon = vdm_reconstruction_nll(x0, z0, process.alpha(zero), process.log_snr(zero), num_bins)
+    return diffusion, prior_kl(process, x0), recon
+
+
+def _schedule_shape_mask(params: Any) -> Any:
+    """True on the leaves of params["schedule"] that shape gamma (not its ends gamma_0/1)."""
+
+    def is_shape(path, _):
+        keys = [getattr(p, "key", None) for p in path]
+        return keys[0] == "schedule" and keys[-1] not in ("gamma_0", "gamma_1")
+
+    return jax.tree_util.tree_map_with_path(is_shape, params)
+
+
+def _variance_reduced_mean(per_example: Callable[[Any], Array], params: Any):
+    """(mean_b sum_p L[p, b], L) for L = per_example(params) [P, B], whose gradient is the
+    usual one except on the schedule's shape params: those get the gradient of the estimator's
+    second moment, d mean(l^2) = mean(2 l dl) with l = sum_p L[p] (Kingma et al. 2021, appendix
+    I.2: the schedule minimises the variance of the VLB estimate, the VLB itself depending only
+    on the ends of gamma, seed 001, "EQUIVALENCE OF DIFFUSION MODELS"). One forward pass, two
+    backward passes."""
+    mask = _schedule_shape_mask(params)
+
+    @jax.custom_vjp
+    def mean_loss(params):
+        parts = per_example(params)
+        return jnp.mean(jnp.sum(parts, axis=0)), parts
+
+    def fwd(params):
+        parts, vjp_fn = jax.vjp(per_example, params)
+        return (jnp.mean(jnp.sum(parts, axis=0)), parts), (parts, vjp_fn)
+
+    def bwd(res, cts):
+        parts, vjp_fn = res
+        ct_mean, ct_parts = cts
+        n = parts.shape[1]
+        total = jnp.broadcast_to(jnp.sum(parts, axis=0, keepdims=True), parts.shape)
+        (g_mean,) = vjp_fn(jnp.full_like(parts, ct_mean / n) + ct_parts)
+        (g_var,) = vjp_fn(ct_mean * 2.0 * total / n + ct_parts)
+        return (jax.tree.map(lambda m, g, v: jnp.where(m, v, g), mask, g_mean, g_var),)
+
+    mean_loss.defvjp(fwd, bwd)
+    return mean_loss(params)
+
+
+def vdm_loss(
+    apply_fn: ApplyFn,
+    process: VDMLearned,
+    num_bins: int = 256,
+    time_sampling: str = "antithetic",
+    variance_reduction: bool = True,
+) -> LossFn:
+    """VDM's VLB in bits/dim with the learned schedule (Kingma et al. 2021; seed 001).
+
+    loss = (L_inf + L_prior + L_recon) / (D log 2) per example, averaged; the schedule's params
+    live in params["schedule"] and are bound into `process` at every call. With
+    `variance_reduction`, the schedule's shape is trained to minimise the estimator's variance
+    (`_variance_reduced_mean`); the ends gamma_0, gamma_1 and the network follow the VLB.
+
+    Args:
+      apply_fn: the eps-predicting network.
+      process: the (unbound) `vdm_learned` process; any Process with finite log-SNR at both
+        ends also works (fixed schedule, no "schedule" params).
+      num_bins: levels of the data in [-1, 1] for the reconstruction term.
+      time_sampling: a name in TIME_SAMPLERS ("antithetic": VDM's low-discrepancy sampler).
+      variance_reduction: train the schedule's shape on the variance, not the VLB.
+
+    Returns:
+      loss -> (bpd, {"loss", "diffusion_bpd", "prior_bpd", "recon_bpd"}).
+    """
+    time_fn = _build("time sampler", TIME_SAMPLERS, time_sampling, {})
+    if num_bins < 2:
+        raise ValueError(f"num_bins must be >= 2, got {num_bins=}")
+    learned = isinstance(process, VDMLearned)
+
+    def loss(params, batch, key):
+        x0 = batch["x"]
+        t_key, noise_key, dropout_key = jax.random.split(key, 3)
+        t = time_fn(t_key, x0.shape[0], process)
+        cond = batch.get("cond")
+
+        def terms(params):  # [3, B] bits per dim
+            proc = process.bind(params["schedule"]) if learned else process
+            model = lambda z, s: apply_fn(params["model"], z, s, cond, key=dropout_key)  # noqa: E731
+            return jnp.stack(
+                [bits_per_dim(n, x0) for n in vdm_terms(model, proc, x0, t, noise_key, num_bins)]
+            )
+
+        if variance_reduction and learned:
+            value, parts = _variance_reduced_mean(terms, params)
+        else:
+            parts = terms(params)
+            value = jnp.mean(jnp.sum(parts, axis=0))
+        names = ("diffusion_bpd", "prior_bpd", "recon_bpd")
+        return value, {"loss": value, **{n: jnp.mean(p) for n, p in zip(names, parts, strict=True)}}
+
+    return loss

@@ -206,3 +206,223 @@ def test_ncsn_levels_grid():
 def test_invalid_options_raise(kw):
     with pytest.raises(ValueError):
         losses.denoising_loss(None, processes.get("vp"), **kw)
+
+
+# ---------------------------------------------------------------- discrete VLB, iDDPM, VDM
+
+
+def _vp_alpha2(t):
+    """alpha^2 of vp (beta 0.1..20) in NumPy: exp(-int_0^t beta)."""
+    return np.exp(-(0.1 * t + 9.95 * t**2))
+
+
+def expected_vlb_closed_form(num_steps):
+    """E_x0 of the discrete VLB (variance beta, Gaussian decoder) of the exact model, in nats.
+
+    Per dimension, with r = SNR_t / SNR_s and V_t = c sigma_t^2 / (alpha_t^2 c + sigma_t^2) the
+    posterior variance of x_0: KL_i = 1/2 [log(beta / beta~) + beta~ / beta + coef_x^2 V_t / beta
+    - 1], coef_x = alpha_s (1 - r), beta~ = sigma_s^2 (1 - r), beta = sigma_t^2 (1 - r); the
+    decoder 1/2 log(2 pi beta_1) + V_1 / (2 beta_1); the prior KL of N(alpha_1 x, sigma_1^2).
+    """
+    c, mu = np.asarray(VAR, np.float64), np.asarray(MU, np.float64)
+    i = np.arange(2, num_steps + 1)[:, None]
+    at2, as2 = _vp_alpha2(i / num_steps), _vp_alpha2((i - 1) / num_steps)
+    st2, ss2 = 1 - at2, 1 - as2
+    r = (at2 / st2) / (as2 / ss2)
+    bt, b = ss2 * (1 - r), st2 * (1 - r)
+    v_t = c * st2 / (at2 * c + st2)
+    kl = 0.5 * (np.log(b / bt) + bt / b + as2 * (1 - r) ** 2 * v_t / b - 1)
+    s1 = 1 - _vp_alpha2(1 / num_steps)
+    v_1 = c * s1 / (_vp_alpha2(1 / num_steps) * c + s1)
+    decoder = 0.5 * np.log(2 * np.pi * s1) + v_1 / (2 * s1)
+    a1 = _vp_alpha2(1.0)
+    prior = 0.5 * (a1 * (c + mu**2) + (1 - a1) - 1 - np.log(1 - a1))
+    return kl.sum() + decoder.sum() + prior.sum()
+
+
+def exact_x0_denoiser(process):
+    return predictions.Denoiser(
+        lambda x, t: exact_apply(process, "x0")({"b": jnp.zeros(2)}, x, t), "x0", process
+    )
+
+
+@pytest.mark.parametrize("num_steps", [10, 1000])
+def test_discrete_vlb_of_exact_model_matches_closed_form(num_steps):
+    proc = processes.get("vp")
+    x0 = DATA.sample(jax.random.key(0), 4000)
+    vlb = jax.jit(
+        lambda x, k: losses.ddpm_vlb(
+            exact_x0_denoiser(proc), x, k, num_steps=num_steps, variance="beta", decoder="gaussian"
+        )
+    )(x0, jax.random.key(1))
+    se = float(vlb.std()) / math.sqrt(x0.shape[0])
+    assert abs(float(vlb.mean()) - expected_vlb_closed_form(num_steps)) < 5 * se
+
+
+def test_discrete_vlb_approaches_exact_nll_as_steps_grow():
+    """Closed-form E[VLB] - H(data) falls like 1 / T to below 0.01 nats at T = 1000."""
+    entropy = float(np.sum(0.5 * np.log(2 * np.pi * np.e * np.asarray(VAR, np.float64))))
+    gaps = [expected_vlb_closed_form(n) - entropy for n in (10, 100, 1000)]
+    assert gaps[0] > gaps[1] > gaps[2] > 0.0
+    assert gaps[2] < 0.01
+    assert 5 < gaps[1] / gaps[2] < 20  # first order in 1 / T
+
+
+def test_discretized_decoder_probabilities_sum_to_one():
+    levels = jnp.linspace(-1.0, 1.0, 17)
+    mean, logvar = jnp.full_like(levels, 0.13), jnp.full_like(levels, np.log(0.3**2))
+    logp = losses.discretized_gaussian_log_likelihood(levels, mean, logvar, 17)
+    np.testing.assert_allclose(jnp.sum(jnp.exp(logp)), 1.0, rtol=1e-5)
+    # An interior bin is the normal mass between its edges (SciPy).
+    from scipy import stats
+
+    k = 9
+    expected = stats.norm.cdf(levels[k] + 1 / 16, 0.13, 0.3) - stats.norm.cdf(
+        levels[k] - 1 / 16, 0.13, 0.3
+    )
+    np.testing.assert_allclose(np.exp(logp[k]), expected, rtol=1e-4)
+
+
+def iddpm_apply(process, v_value):
+    """Exact eps (offset b) and a constant variance output v."""
+    eps_apply = exact_apply(process, "eps")
+
+    def apply_fn(params, x, t, cond=None, key=None):
+        eps = eps_apply(params, x, t)
+        return jnp.concatenate([eps, jnp.full_like(eps, v_value)], axis=-1)
+
+    return apply_fn
+
+
+def test_iddpm_vlb_estimate_matches_full_vlb():
+    """v = 1 is the beta variance: E[T L_i + L_T] equals the full discrete VLB (bits/dim)."""
+    proc = processes.get("ddpm_cosine", num_steps=20)
+    loss_fn = losses.iddpm_loss(iddpm_apply(proc, 1.0), proc, num_bins=17)
+    grid = jnp.linspace(-1.0, 1.0, 17)
+    x = grid[jnp.clip(jnp.round((DATA.sample(jax.random.key(0), 4000) + 1) * 8), 0, 16).astype(int)]
+
+    @jax.jit
+    def metrics(key):
+        return loss_fn(ZERO, {"x": x}, key)[1]
+
+    m = jax.vmap(metrics)(jax.random.split(jax.random.key(1), 16))
+    full = jax.jit(
+        lambda k: losses.ddpm_vlb(exact_x0_denoiser(proc), x, k, variance="beta", num_bins=17)
+    )(jax.random.key(2))
+    full_bpd = losses.bits_per_dim(full, x)
+    se = math.sqrt(float(m["vlb_bpd"].var(ddof=1)) / 16 + float(full_bpd.var()) / x.shape[0])
+    assert abs(float(m["vlb_bpd"].mean()) - float(full_bpd.mean())) < 5 * se
+    exact_mse = eps_mse_at_optimum(proc, jnp.arange(1, 21) / 20).mean()
+    se_mse = float(m["mse"].std(ddof=1)) / 4
+    assert abs(float(m["mse"].mean()) - exact_mse) < 5 * se_mse
+
+
+def test_iddpm_vlb_does_not_train_the_mean():
+    proc = processes.get("ddpm_cosine", num_steps=20)
+    batch = {"x": DATA.sample(jax.random.key(0), 256)}
+    params = {"model": {"b": jnp.array([0.2, -0.1])}}
+    grads = [
+        jax.grad(lambda p, w=w: losses.iddpm_loss(iddpm_apply(proc, 0.3), proc, vlb_weight=w)(
+            p, batch, jax.random.key(1))[0])(params)["model"]["b"]
+        for w in (0.0, 1e-3, 1.0)
+    ]  # fmt: skip
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-6)
+    np.testing.assert_allclose(grads[2], grads[0], rtol=1e-6)
+
+
+def vdm_process(seed, hidden):
+    proc = processes.get("vdm_learned", hidden=hidden)
+    return proc, {"schedule": proc.init(jax.random.key(seed))}
+
+
+def test_vdm_diffusion_loss_depends_only_on_the_ends():
+    """Two gamma shapes with the same ends: L_inf = 1/2 sum_d log((1 + c SNR_max) / (1 + c
+    SNR_min)) for the exact model (seed 001, "EQUIVALENCE OF DIFFUSION MODELS")."""
+    snr_max, snr_min = math.exp(13.3), math.exp(-5.0)
+    c = np.asarray(VAR, np.float64)
+    exact = 0.5 * np.sum(np.log((1 + c * snr_max) / (1 + c * snr_min)))
+    shapes = [vdm_process(0, 8), vdm_process(1, 64)]
+    # Make the second schedule very different in shape: a steep sigmoid layer.
+    params1 = shapes[1][1]
+    params1["schedule"]["_PositiveDense_1"]["kernel"] = (
+        30.0 * params1["schedule"]["_PositiveDense_1"]["kernel"]
+    )
+    values = []
+    for proc, params in shapes:
+        bound = proc.bind(params["schedule"])
+        model = lambda z, t, p=bound: exact_apply(p, "eps")({"b": jnp.zeros(2)}, z, t)  # noqa: E731
+
+        @jax.jit
+        def diffusion(key, model=model, bound=bound):
+            kx, kt, kn = jax.random.split(key, 3)
+            x0 = DATA.sample(kx, 4096)
+            t = losses.TIME_SAMPLERS["antithetic"]()(kt, 4096, bound)
+            return losses.vdm_terms(model, bound, x0, t, kn, 17)[0].mean()
+
+        vals = jax.vmap(diffusion)(jax.random.split(jax.random.key(2), 16))
+        assert abs(float(vals.mean()) - exact) < 5 * float(vals.std(ddof=1)) / 4, (
+            vals.mean(),
+            exact,
+        )
+        values.append(float(vals.mean()))
+    # The two shapes really differ: gamma at t = 0.5.
+    g = [p.bind(q["schedule"]).gamma(jnp.array([0.5])) for p, q in shapes]
+    assert abs(float(g[0][0] - g[1][0])) > 1.0
+
+
+def test_vdm_prior_and_reconstruction_limits():
+    proc, params = vdm_process(0, 8)
+    bound = proc.bind(params["schedule"])
+    x0 = DATA.sample(jax.random.key(0), 2048)
+    prior = losses.prior_kl(bound, x0)
+    a2 = float(jax.nn.sigmoid(-5.0))  # alpha_1^2 = sigmoid(-gamma_max)
+    c, mu = np.asarray(VAR, np.float64), np.asarray(MU, np.float64)
+    expected = np.sum(0.5 * (a2 * (c + mu**2) + (1 - a2) - 1 - np.log(1 - a2)))
+    assert abs(float(prior.mean()) - expected) < 5 * float(prior.std()) / math.sqrt(2048)
+    # Reconstruction: SNR_0 -> inf gives -log p -> 0; SNR_0 -> 0 gives log(num_bins) per dim.
+    x = jnp.linspace(-1.0, 1.0, 17)[jnp.array([[0, 5], [16, 8]])]
+    ones = jnp.ones(2)
+    sharp = losses.vdm_reconstruction_nll(x, x, ones, 30.0 * ones, 17)
+    flat = losses.vdm_reconstruction_nll(x, x, ones, -30.0 * ones, 17)
+    np.testing.assert_allclose(sharp, 0.0, atol=1e-6)
+    np.testing.assert_allclose(flat, 2 * np.log(17), rtol=1e-6)
+
+
+def test_vdm_variance_reduction_gradients():
+    """Model and gamma ends get the VLB gradient; the shape of gamma gets d mean(l^2)."""
+    proc, params = vdm_process(0, 8)
+    params = {"model": {"b": jnp.array([0.1, -0.2])}, **params}
+
+    def apply_fn(p, z, t, cond=None, key=None):
+        return 0.5 * z + p["b"][None]
+
+    batch = {"x": DATA.sample(jax.random.key(0), 64)}
+    key = jax.random.key(1)
+    reduced = losses.vdm_loss(apply_fn, proc, num_bins=256, variance_reduction=True)
+    plain = losses.vdm_loss(apply_fn, proc, num_bins=256, variance_reduction=False)
+    g_red = jax.jit(jax.grad(lambda p: reduced(p, batch, key)[0]))(params)
+    g_plain = jax.jit(jax.grad(lambda p: plain(p, batch, key)[0]))(params)
+    assert float(reduced(params, batch, key)[0]) == pytest.approx(
+        float(plain(params, batch, key)[0])
+    )
+
+    def second_moment(p):
+        _, m = plain(p, batch, key)
+        del m
+        t_key, noise_key, _ = jax.random.split(key, 3)
+        t = losses.TIME_SAMPLERS["antithetic"]()(t_key, 64, proc)
+        bound = proc.bind(p["schedule"])
+        model = lambda z, s: apply_fn(p["model"], z, s)  # noqa: E731
+        parts = losses.vdm_terms(model, bound, batch["x"], t, noise_key, 256)
+        total = sum(losses.bits_per_dim(n, batch["x"]) for n in parts)
+        return jnp.mean(jnp.square(total))
+
+    g_var = jax.jit(jax.grad(second_moment))(params)
+    np.testing.assert_allclose(g_red["model"]["b"], g_plain["model"]["b"], rtol=1e-5)
+    for end in ("gamma_0", "gamma_1"):
+        np.testing.assert_allclose(g_red["schedule"][end], g_plain["schedule"][end], rtol=1e-5)
+    shape = "_PositiveDense_1"
+    np.testing.assert_allclose(
+        g_red["schedule"][shape]["kernel"], g_var["schedule"][shape]["kernel"], rtol=1e-4, atol=1e-7
+    )
+    assert not np.allclose(g_red["schedule"][shape]["kernel"], g_plain["schedule"][shape]["kernel"])

@@ -10,15 +10,25 @@ from diffjax import _registry
 from diffjax.methods import (
     consistency,
     ddpm,
+    edm,
     flow_matching,
+    iddpm,
     meanflow,
+    ncsn,
     progressive_distillation,
     rectified_flow,
+    score_sde,
+    vdm,
 )
 from diffjax.methods.base import Recipe
 
 _METHODS: dict[str, Callable[..., Recipe]] = {
     "ddpm": ddpm.ddpm,
+    "iddpm": iddpm.iddpm,
+    "ncsn": ncsn.ncsn,
+    "score_sde": score_sde.score_sde,
+    "vdm": vdm.vdm,
+    "edm": edm.edm,
     "flow_matching": flow_matching.flow_matching,
     "ot_cfm": flow_matching.ot_cfm,
     "rectified_flow": rectified_flow.rectified_flow,

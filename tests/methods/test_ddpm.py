@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from diffjax import methods, processes, samplers
+from tests.methods import digits_run
 
 MU = jnp.array([0.5, -1.0])
 VAR = jnp.array([0.3, 0.1])
@@ -85,3 +86,9 @@ def test_default_sampler_draws_the_data_distribution():
     # its prior mismatch alpha(1)^2 ~ 1e-2 and the per-step variance choice (a few percent).
     assert np.all(np.abs(mean - MU) < 5 * np.sqrt(VAR / n) + 0.02)
     assert np.all(np.abs(var - VAR) < 5 * VAR * math.sqrt(2 / n) + 0.05 * VAR)
+
+
+@pytest.mark.slow
+def test_digits_config_trains_through_main(tmp_path):
+    losses = digits_run.train_losses("ddpm_digits", tmp_path)
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]

@@ -1,0 +1,52 @@
+"""Improved DDPM (Nichol & Dhariwal 2021): learned variance, hybrid loss, cosine schedule.
+
+Seed 000, "iDDPM": Sigma_theta(x_t, t) = exp(v log beta_t + (1 - v) log beta~_t) with the
+network's extra output channels giving v, trained by L_simple + lambda L_vlb (lambda = 1e-3,
+stop-gradient on the mean in L_vlb) on the cosine schedule bar alpha_t = f(t) / f(0).
+The network outputs 2C channels ([eps, v]); `predictions.LearnedVariance` hands samplers
+the eps half.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from diffjax import losses
+from diffjax.methods.base import ApplyFn, Recipe
+from diffjax.predictions import LearnedVariance
+from diffjax.processes import Process
+
+
+def iddpm(
+    process: Process,
+    vlb_weight: float = 1e-3,
+    num_bins: int = 256,
+    sampler: str = "ddpm",
+    sampler_options: Mapping[str, Any] | None = None,
+) -> Recipe:
+    """The iDDPM recipe.
+
+    Args:
+      process: a discrete process (iDDPM: `ddpm_cosine`, T = 4000).
+      vlb_weight: lambda of the hybrid loss.
+      num_bins: data levels for the discretised decoder in L_vlb (256 for 8-bit images).
+      sampler: default sampler; "ddpm" samples with a fixed variance (the learned one is used
+        by the loss and the VLB, `losses.ddpm_vlb(..., variance="learned")`).
+      sampler_options: its options.
+
+    Raises:
+      ValueError: for a continuous process or invalid options.
+    """
+
+    def make_loss(apply_fn: ApplyFn) -> losses.LossFn:
+        return losses.iddpm_loss(apply_fn, process, vlb_weight=vlb_weight, num_bins=num_bins)
+
+    make_loss(None)  # validates the options now, not at the first step
+    return Recipe(
+        name="iddpm",
+        process=process,
+        prediction=LearnedVariance("eps"),
+        make_loss=make_loss,
+        sampler=sampler,
+        sampler_options=dict(sampler_options or {}),
+        out_channels_factor=2,
+    )
