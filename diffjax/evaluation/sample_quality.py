@@ -12,8 +12,10 @@ biased upwards by O(tr(S) / n) for n samples), so the report adds two references
 same way: the floor, the distance from n real training images (n = the number of samples, so
 the finite-sample bias matches) to the test split, which a perfect generator would reach; and
 the ceiling, the distance from n images of N(0, 1) noise clipped to [-1, 1] (what an untrained
-sampler returns) to the test split. For vector data (2-D toys) the features are the vectors
-themselves and no classifier is trained.
+sampler returns) to the test split. Image samples are clipped to [-1, 1] first, so the figure
+describes the images as they are drawn (a diverged sampler's huge values would otherwise swamp
+it). For vector data (2-D toys) the features are the vectors themselves (not clipped) and no
+classifier is trained.
 """
 
 import dataclasses
@@ -113,7 +115,8 @@ class SampleQuality:
         )
 
     def features(self, x: Array) -> Array:
-        """Features [N, F] of x [N, *data_shape].
+        """Features [N, F] of x [N, *data_shape]: the classifier's of x clipped to [-1, 1] for
+        images, x itself for vectors.
 
         Raises:
           ValueError: if x is not shaped [N, *data_shape] with N >= 2.
@@ -121,7 +124,9 @@ class SampleQuality:
         x = jnp.asarray(x, jnp.float32)
         if x.shape[1:] != self.data_shape or x.shape[0] < 2:
             raise ValueError(f"need >= 2 examples of shape {self.data_shape}, got {x.shape}")
-        return x if self.classifier is None else self.classifier.features(x)
+        if self.classifier is None:
+            return x
+        return self.classifier.features(jnp.clip(x, -1.0, 1.0))
 
     def frechet(self, samples: Array) -> float:
         """Frechet distance between the features of `samples` [N, *data_shape] and the test set."""

@@ -56,6 +56,12 @@ def test_report_orders_floor_degraded_and_ceiling(digits, quality_and_cache):
     assert abs(quality.frechet(real) - report["frechet_floor_train_vs_test"]) < 0.25 * gap
 
 
+def test_image_samples_are_clipped(digits, quality_and_cache):
+    quality, _ = quality_and_cache
+    x = digits[2] * 1000.0  # a diverged sampler's values
+    assert quality.frechet(x) == quality.frechet(np.clip(x, -1, 1))
+
+
 def test_cached_classifier_gives_the_same_report(digits, quality_and_cache):
     quality, cache = quality_and_cache
     train_x, train_y, test_x, test_y = digits
