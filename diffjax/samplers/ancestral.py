@@ -28,6 +28,7 @@ from jax import Array
 
 from diffjax.predictions import Denoiser
 from diffjax.processes import Process
+from diffjax.samplers import timesteps as grids
 from diffjax.samplers.base import State, StepSampler, x0_eps
 
 
@@ -59,6 +60,29 @@ class _Ancestral(StepSampler):
 
     def nfe(self, num_steps: int) -> int:
         return num_steps
+
+    def default_steps(self, process: Process) -> int:
+        """T for a discrete T-step process, `default_num_steps` otherwise."""
+        return _discrete_steps(process) or self.default_num_steps
+
+    def grid(self, process: Process, num_steps: int) -> Array:
+        """Uniform from 1 to 0; for a discrete T-step process the subsequence round(grid T) / T.
+
+        Raises:
+          ValueError: if num_steps exceeds a discrete process's T.
+        """
+        ts = grids.uniform(num_steps)
+        T = _discrete_steps(process)
+        if T is None:
+            return ts
+        if num_steps > T:
+            raise ValueError(f"{num_steps=} exceeds the process's {T} discrete steps")
+        return grids.snap(ts, T)
+
+
+def _discrete_steps(process: Process) -> int | None:
+    """T of a discrete DDPM process (it exposes `num_steps`), None for continuous processes."""
+    return getattr(process, "num_steps", None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,11 +30,6 @@ def x0_eps(denoiser: Denoiser, x: Array, t: Array) -> tuple[Array, Array]:
     return predictions.to_x0_eps(denoiser.kind, out, x, tb, denoiser.process)
 
 
-def discrete_steps(process: Process) -> int | None:
-    """T for a discrete-time process (DDPM tables expose `num_steps`), None for continuous ones."""
-    return getattr(process, "num_steps", None)
-
-
 class Sampler(abc.ABC):
     """A sampling algorithm. Subclasses are frozen dataclasses whose fields are the options.
 
@@ -43,8 +38,8 @@ class Sampler(abc.ABC):
       key: PRNG key (unused by deterministic samplers).
       denoiser: the `Denoiser` whose process defines alpha(t), sigma(t).
       x_init: x at t_0, [B, ...] (noise at t = 1 from `process.prior_sample` for generation).
-      num_steps: N, static; the grid is the sampler's default spacing (`grid`). For a discrete
-        DDPM process it defaults to T and the grid is snapped to multiples of 1/T.
+      num_steps: N, static; the grid is the sampler's default spacing (`grid`); None gives
+        `default_steps(process)` (for ddpm / ddim on a discrete T-step process: T, on i / T).
       timesteps: alternatively an explicit decreasing grid [N + 1]; the sampler lands on t_N.
       return_trajectory: also return x at every grid point, [N + 1, B, ...].
     Returns x at t_N ([B, ...]), and the trajectory when asked.
@@ -66,11 +61,11 @@ class Sampler(abc.ABC):
     ) -> Array:
         """The grid a call integrates over, [N + 1], from `num_steps` or explicit `timesteps`.
 
-        With neither given, N is T for a discrete process and `default_num_steps` otherwise.
+        With neither given, N is `default_steps(process)`.
 
         Raises:
-          ValueError: if both are given, the grid has the wrong shape, or num_steps is < 1 or
-            exceeds a discrete process's T.
+          ValueError: if both are given, the grid has the wrong shape, or num_steps is < 1 (or
+            invalid for the sampler's grid).
         """
         if timesteps is not None:
             if num_steps is not None:
@@ -79,17 +74,16 @@ class Sampler(abc.ABC):
             if timesteps.ndim != 1 or timesteps.shape[0] < 2:
                 raise ValueError(f"timesteps must have shape [N + 1 >= 2], got {timesteps.shape}")
             return timesteps
-        T = discrete_steps(process)
         if num_steps is None:
-            num_steps = T if T is not None else self.default_num_steps
+            num_steps = self.default_steps(process)
         if num_steps < 1:
             raise ValueError(f"{num_steps=} must be >= 1")
-        ts = self.grid(process, num_steps)
-        if T is not None:
-            if num_steps > T:
-                raise ValueError(f"{num_steps=} exceeds the process's {T} discrete steps")
-            ts = grids.snap(ts, T)
-        return ts
+        return self.grid(process, num_steps)
+
+    def default_steps(self, process: Process) -> int:
+        """N when neither num_steps nor timesteps is given."""
+        del process
+        return self.default_num_steps
 
     def __call__(
         self,

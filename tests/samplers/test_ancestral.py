@@ -16,6 +16,7 @@ from .closed_forms import (
     VP,
     assert_gaussian_moments,
     assert_weights,
+    gaussian_denoiser,
     observed_order,
 )
 
@@ -57,7 +58,7 @@ def test_ddpm_step_is_algorithm_2():
 @pytest.mark.parametrize("variance", ["beta_tilde", "beta"])
 def test_ddpm_reproduces_gaussian(variance):
     sampler = samplers.get("ddpm", variance=variance)
-    x = _run(sampler, GAUSSIAN.denoiser(VP), _noise(N_SAMPLES), 1000)
+    x = _run(sampler, gaussian_denoiser(VP), _noise(N_SAMPLES), 1000)
     assert_gaussian_moments(x, MEAN, COV)
 
 
@@ -67,8 +68,22 @@ def test_ddpm_reproduces_mixture_weights():
 
 
 def test_ddim_stochastic_reproduces_gaussian():
-    x = _run(samplers.get("ddim", eta=0.5), GAUSSIAN.denoiser(VP), _noise(N_SAMPLES), 1000)
+    x = _run(samplers.get("ddim", eta=0.5), gaussian_denoiser(VP), _noise(N_SAMPLES), 1000)
     assert_gaussian_moments(x, MEAN, COV)
+
+
+def test_discrete_process_defaults_to_its_steps():
+    """For a T-step DDPM table the default grid is i / T and any grid is snapped to it; other
+    samplers keep their own grids and step counts."""
+    ddpm = processes.get("ddpm_linear", num_steps=100)
+    sampler = samplers.get("ddpm")
+    np.testing.assert_allclose(sampler.timesteps(ddpm), np.arange(100, -1, -1) / 100, atol=1e-7)
+    sub = np.asarray(sampler.timesteps(ddpm, 7)) * 100
+    np.testing.assert_allclose(sub, np.round(sub), atol=1e-4)
+    with pytest.raises(ValueError, match="exceeds"):
+        sampler.timesteps(ddpm, 101)
+    assert samplers.get("ddim").timesteps(VP).shape == (51,)
+    assert samplers.get("heun").timesteps(ddpm).shape == (101,)
 
 
 def test_ddim_eta_one_is_ddpm_step_by_step():
@@ -86,14 +101,14 @@ def test_ddim_deterministic_converges_at_order_one():
     x1 = _noise(256)
     exact = np.asarray(GAUSSIAN.ode_solution(x1, 1.0, 0.0, VP))
     steps = [10, 20, 40, 80]
-    sampler, den = samplers.get("ddim"), GAUSSIAN.denoiser(VP)
+    sampler, den = samplers.get("ddim"), gaussian_denoiser(VP)
     errors = [np.max(np.abs(_run(sampler, den, x1, n) - exact)) for n in steps]
     assert abs(observed_order(steps, errors) - 1.0) < 0.3
     assert errors[-1] < 0.1
 
 
 def test_last_step_returns_x0_prediction():
-    den = GAUSSIAN.denoiser(VP)
+    den = gaussian_denoiser(VP)
     x1 = _noise(16)
     ts = jnp.array([1.0, 0.3, 0.0])
     for name, options in [("ddpm", {}), ("ddpm", {"variance": "beta"}), ("ddim", {"eta": 1.0})]:
@@ -113,7 +128,7 @@ def test_invalid_options_raise(name, options):
 
 
 def test_grid_arguments_are_validated():
-    sampler, den = samplers.get("ddim"), GAUSSIAN.denoiser(VP)
+    sampler, den = samplers.get("ddim"), gaussian_denoiser(VP)
     with pytest.raises(ValueError, match="not both"):
         sampler(jax.random.PRNGKey(0), den, _noise(2), num_steps=3, timesteps=jnp.array([1.0, 0.0]))
     with pytest.raises(ValueError, match="N \\+ 1"):

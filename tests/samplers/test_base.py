@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from diffjax import processes, samplers
+from diffjax import samplers
 
 from .closed_forms import VP, gaussian_denoiser
 
@@ -20,17 +20,6 @@ def test_registry_has_every_sampler_of_the_issue():
     assert samplers.names() == sorted(NAMES)
     with pytest.raises(ValueError, match="dpm_solver_pp"):
         samplers.get("dpm_solver++")
-
-
-def test_discrete_process_defaults_to_its_steps():
-    """For a T-step DDPM table the default grid is i / T and any grid is snapped to it."""
-    ddpm = processes.get("ddpm_linear", num_steps=100)
-    sampler = samplers.get("ddpm")
-    np.testing.assert_allclose(sampler.timesteps(ddpm), np.arange(100, -1, -1) / 100, atol=1e-7)
-    sub = np.asarray(sampler.timesteps(ddpm, 7)) * 100
-    np.testing.assert_allclose(sub, np.round(sub), atol=1e-4)
-    with pytest.raises(ValueError, match="exceeds"):
-        sampler.timesteps(ddpm, 101)
 
 
 def _compile_seconds(sampler, num_steps):
