@@ -20,6 +20,7 @@ data, the labels, the configuration and the key: a different dataset or setting 
 import dataclasses
 import hashlib
 import os
+import tempfile
 import zipfile
 
 import flax.linen as nn
@@ -167,8 +168,8 @@ def cache_path(
 def _save(path: str, params: dict) -> None:
     """Writes the flattened params to `path` atomically (temporary file, fsync, rename)."""
     flat = flax.traverse_util.flatten_dict(jax.device_get(params), sep="/")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")  # unique, same disk
+    with os.fdopen(fd, "wb") as f:
         np.savez(f, **flat)
         f.flush()
         os.fsync(f.fileno())
@@ -180,7 +181,7 @@ def _load(path: str, like: dict) -> dict | None:
     try:
         with np.load(path) as z:
             flat = {k: jnp.asarray(z[k]) for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
         logging.warning("unreadable classifier cache %s (%s); retraining", path, e)
         return None
     params = flax.traverse_util.unflatten_dict(flat, sep="/")

@@ -68,12 +68,13 @@ def test_cache_is_keyed_by_data_labels_key_and_config(digits, tmp_path):
     assert base == features.cache_path(d, train_x.copy(), train_y.copy(), 10, key, SMALL)
 
 
-def test_corrupt_cache_is_retrained(digits, tmp_path):
+@pytest.mark.parametrize("content", [b"", b"not an npz file"])
+def test_corrupt_cache_is_retrained(digits, tmp_path, content):
     train_x, train_y, test_x, _ = digits
     key = jax.random.key(2)
     path = features.cache_path(str(tmp_path), train_x, train_y, 10, key, SMALL)
     with open(path, "wb") as f:
-        f.write(b"not an npz file")
+        f.write(content)
     classifier = features.load_or_train_classifier(str(tmp_path), train_x, train_y, 10, key, SMALL)
     reference = features.train_classifier(train_x, train_y, 10, key, SMALL)
     np.testing.assert_array_equal(classifier.features(test_x), reference.features(test_x))
