@@ -17,10 +17,12 @@ input, as published; tests/models/test_presets.py checks them):
   unet_digits     8x8x1 digits: ch 16, mults (1, 2), 1 block, attention at 4x4, dropout 0.1
   unet_tiny       for tests: ch 8, mults (1, 2), 1 block, attention at 4x4
   mlp             2-D toys: width 256, 3 residual blocks
+  classifier_digits  noisy classifier for digits: the encoder half of unet_digits, 10 logits
 """
 
 import functools
 
+from diffjax.models.classifier import NoisyClassifier
 from diffjax.models.mlp import MLP
 from diffjax.models.unet import UNet
 
@@ -67,4 +69,14 @@ PRESETS = {
         UNet, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_groups=4
     ),
     "mlp": MLP,
+    "classifier_digits": functools.partial(
+        NoisyClassifier,
+        ch=16,
+        ch_mult=(1, 2),
+        num_res_blocks=1,
+        attn_resolutions=(4,),
+        dropout=0.1,
+        num_groups=8,
+        num_outputs=10,
+    ),
 }
