@@ -112,7 +112,8 @@ def save_loss_curve(
 ) -> None:
     """Writes the loss curve PNG: raw losses [N] against steps [N], and their `ema_smooth`.
 
-    Non-finite losses are left out; the loss axis is logarithmic if every loss is positive.
+    Non-finite losses are left out; the loss axis is logarithmic if every loss is positive;
+    histories of fewer than 100 points also mark each point (a single point stays visible).
 
     Raises:
       ValueError: if steps and losses differ in shape or no loss is finite.
@@ -126,7 +127,8 @@ def save_loss_curve(
     steps, losses = steps[finite], losses[finite]
     fig = Figure(figsize=(6, 4), dpi=100)
     ax = fig.subplots()
-    ax.plot(steps, losses, c="C0", alpha=0.3, lw=1, label="loss")
+    marker = "o" if len(losses) < 100 else None  # short histories: show the points themselves
+    ax.plot(steps, losses, c="C0", alpha=0.3, lw=1, marker=marker, ms=3, label="loss")
     ax.plot(steps, ema_smooth(losses, smoothing), c="C0", lw=2, label=f"EMA ({smoothing})")
     if np.all(losses > 0):
         ax.set_yscale("log")
