@@ -174,6 +174,6 @@ PRESETS = {
     for size, (depth, width, heads) in _SIZES.items()
     for p in (2, 4, 8)
 }
-# A DiT for 8x8x1 digits: 16 tokens of 2x2 patches, width 128, 4 blocks.
-PRESETS["dit_digits"] = functools.partial(DiT, patch_size=2, depth=4, hidden_size=128, num_heads=4)
+# A DiT for 8x8x1 digits: 16 tokens of 2x2 patches, width 64, 6 blocks.
+PRESETS["dit_digits"] = functools.partial(DiT, patch_size=2, depth=6, hidden_size=64, num_heads=4)
 PRESETS["dit_tiny"] = functools.partial(DiT, patch_size=2, depth=2, hidden_size=32, num_heads=2)
