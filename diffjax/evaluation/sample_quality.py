@@ -11,11 +11,11 @@ An absolute Frechet value means little on its own (it depends on the feature net
 biased upwards by O(tr(S) / n) for n samples), so the report adds two references computed the
 same way: the floor, the distance from n real training images (n = the number of samples, so
 the finite-sample bias matches) to the test split, which a perfect generator would reach; and
-the ceiling, the distance from n images of N(0, 1) noise clipped to [-1, 1] (what an untrained
-sampler returns) to the test split. Image samples are clipped to [-1, 1] first, so the figure
-describes the images as they are drawn (a diverged sampler's huge values would otherwise swamp
-it). For vector data (2-D toys) the features are the vectors themselves (not clipped) and no
-classifier is trained.
+the ceiling, the distance from n draws of the N(0, I) prior (what an untrained sampler returns)
+to the test split. Image samples, and so the ceiling's noise images, are clipped to [-1, 1]
+first, so the figure describes the images as they are drawn (a diverged sampler's huge values
+would otherwise swamp it). For vector data (2-D toys) the features are the vectors themselves
+(not clipped) and no classifier is trained.
 """
 
 import dataclasses
@@ -137,12 +137,12 @@ class SampleQuality:
 
         Returns:
           {"frechet": samples vs test, "frechet_floor_train_vs_test": min(N, N_train) train
-          examples vs test, "frechet_ceiling_noise": N clipped N(0, 1) noise examples vs test,
+          examples vs test, "frechet_ceiling_noise": N draws of N(0, I) vs test,
           "classifier_test_accuracy": float or None, "num_samples": N}.
         """
         num = int(np.shape(samples)[0])
         floor_train = self.train_features[: min(num, self.train_features.shape[0])]
-        noise = jnp.clip(jax.random.normal(self.noise_key, (num, *self.data_shape)), -1.0, 1.0)
+        noise = jax.random.normal(self.noise_key, (num, *self.data_shape))  # clipped if images
         return {
             "frechet": self.frechet(samples),
             "frechet_floor_train_vs_test": float(

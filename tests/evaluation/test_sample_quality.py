@@ -87,6 +87,9 @@ def test_vectors_use_identity_features_closed_form():
     report = quality.report(samples)
     assert abs(report["frechet"] - exact) < 0.1
     assert abs(report["frechet_floor_train_vs_test"]) < 0.01  # same law: O(tr(S) / n)
+    # The ceiling is N(0, I) (unclipped for vectors): |m1|^2 + sum (sqrt(l1) - 1)^2 = 0.25; its
+    # standard deviation is dominated by 2 (sqrt(0.25) - 1) sd(sqrt(l_hat)) = 0.0025.
+    assert abs(report["frechet_ceiling_noise"] - 0.25) < 0.02
     assert report["classifier_test_accuracy"] is None and report["num_samples"] == n
 
 
