@@ -54,7 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.sample = ml_collections.ConfigDict()
     config.sample.sampler = ""  # a name in diffjax.samplers; "" uses the method's default
     config.sample.num_steps = 100  # sampler steps (a subsequence of the T = 1000); 0: default
-    config.sample.clip_x0 = True  # clip predicted x0 to the data range [-1, 1] (images)
+    config.sample.clip_x0 = True  # clip predicted x0 to [-1, 1] for discrete data (images)
     config.sample.num_samples = 64  # samples per grid / per `mode=sample` run
     config.sample.options = ml_collections.ConfigDict()  # extra sampler keywords (eta, ...)
 

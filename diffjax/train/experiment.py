@@ -40,7 +40,8 @@ class Experiment:
       apply_fn: `model` as a pure function.
       sampler: the configured sampler function.
       sample_num_steps: sampler steps, or None for the sampler's default.
-      clip_x0: clip the x0 prediction to [-1, 1] while sampling (image data).
+      clip_x0: clip the x0 prediction to [-1, 1] while sampling (only for discrete data,
+        which the pipeline scales into [-1, 1]).
     """
 
     dataset: Any
@@ -94,5 +95,5 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         apply_fn=apply_fn_of(model),
         sampler=sampler,
         sample_num_steps=config.sample.num_steps or None,
-        clip_x0=config.sample.clip_x0,
+        clip_x0=config.sample.clip_x0 and dataset.num_bins is not None,
     )

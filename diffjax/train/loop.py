@@ -83,9 +83,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
         functools.partial(exp.sample, num_samples=config.sample.num_samples),
         out_shardings=replicated,
     )
-    # Simulated CPU devices abort when many steps with collectives are in flight; on CPU each
-    # step is awaited (cheap: it also gives the progress bar and the NaN check every step).
-    await_every_step = jax.devices()[0].platform == "cpu"
     bar = tqdm(
         total=tc.num_steps,
         initial=start,
@@ -93,6 +90,44 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
         disable=jax.process_index() != 0,
         dynamic_ncols=True,
     )
+    try:
+        state = _run_steps(
+            state,
+            start,
+            tc,
+            train_step,
+            data_iterator,
+            mesh,
+            manager,
+            writer,
+            bar,
+            lr,
+            lambda step, st: outputs.save_samples(
+                workdir,
+                f"samples_step_{step:07d}",
+                np.asarray(sample(st.ema_params, jax.random.fold_in(seed_key, step))),
+            ),
+        )
+    finally:
+        bar.close()
+        manager.wait_until_finished()
+        manager.close()
+        writer.close()
+    outputs.save_loss_curve(workdir)
+    x = sample(state.ema_params, jax.random.fold_in(seed_key, tc.num_steps))
+    outputs.save_samples(workdir, "samples_final", np.asarray(x))
+    if config.eval.at_end:
+        outputs.evaluate_sample_quality(config, exp, state, workdir)
+    return state
+
+
+def _run_steps(
+    state, start, tc, train_step, data_iterator, mesh, manager, writer, bar, lr, on_sample
+):
+    """Steps `start + 1 .. tc.num_steps`: log, check for NaN, checkpoint, sample."""
+    # Simulated CPU devices abort when many steps with collectives are in flight; on CPU each
+    # step is awaited (cheap: it also gives the progress bar and the NaN check every step).
+    await_every_step = jax.devices()[0].platform == "cpu"
     window_start, window_steps = time.perf_counter(), 0
     for step in range(start + 1, tc.num_steps + 1):
         batch = sharding.global_batch(next(data_iterator), mesh)
@@ -113,19 +148,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
         if is_ckpt:
             checkpoint.save(manager, state, data_iterator)
         if tc.sample_every and step % tc.sample_every == 0:
-            x = sample(state.ema_params, jax.random.fold_in(seed_key, step))
-            outputs.save_samples(workdir, f"samples_step_{step:07d}", np.asarray(x))
+            on_sample(step, state)
         bar.update(1)
-    bar.close()
-    manager.wait_until_finished()
     writer.text(f"finished step {int(state.step)}")
-    writer.close()
-    if jax.process_index() == 0:
-        outputs.save_loss_curve(workdir)
-        x = sample(state.ema_params, jax.random.fold_in(seed_key, tc.num_steps))
-        outputs.save_samples(workdir, "samples_final", np.asarray(x))
-    if config.eval.at_end:
-        outputs.evaluate_sample_quality(config, exp, state, workdir)
     return state
 
 

@@ -14,10 +14,15 @@ from diffjax.train import writer
 
 
 def save_samples(workdir: str, name: str, x: np.ndarray) -> str:
-    """Writes `<workdir>/samples/<name>.png` (a grid, or a scatter for 2-D points) and `.npz`."""
+    """Writes `<workdir>/samples/<name>.png` (a grid, or a scatter for 2-D points) and `.npz`.
+
+    Only process 0 writes; every process calls it after sampling together.
+    """
     directory = os.path.join(workdir, "samples")
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, name)
+    if jax.process_index() != 0:
+        return path + ".png"
     np.savez(path + ".npz", samples=x)
     if x.ndim == 4:
         plots.save_image_grid(path + ".png", x)
@@ -27,9 +32,11 @@ def save_samples(workdir: str, name: str, x: np.ndarray) -> str:
 
 
 def save_loss_curve(workdir: str) -> str:
-    """Draws `<workdir>/loss_curve.png` from the run's metric history."""
-    history = writer.read_history(workdir)
+    """Draws `<workdir>/loss_curve.png` from the run's metric history (process 0 only)."""
     path = os.path.join(workdir, "loss_curve.png")
+    if jax.process_index() != 0:
+        return path
+    history = writer.read_history(workdir)
     plots.save_loss_curve(
         path, np.array([h["step"] for h in history]), np.array([h["loss"] for h in history])
     )

@@ -12,60 +12,41 @@ import jax
 import numpy as np
 import pytest
 
-from configs import default
+from configs import ddpm_toy2d, default
 from diffjax.train import checkpoint, experiment, loop, state, writer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _toy_config(data_dir, **training):
-    """DDPM on 2-D moons with the MLP: fast enough to run end to end in a test."""
-    config = default.get_config()
-    config.data.name = "toy2d"
-    config.data.kwargs = {"distribution": "moons", "data_dir": str(data_dir)}
-    config.model.name = "mlp"
-    config.process.kwargs = {"num_steps": 100}
-    config.training.batch_size = 64
-    config.training.num_steps = 30
-    config.training.log_every = 5
-    config.training.checkpoint_every = 10
-    config.training.sample_every = 0
-    config.optim.warmup_steps = 5
+def _toy_config(**training):
+    """configs/ddpm_toy2d.py shortened: DDPM on 2-D moons with the MLP."""
+    config = ddpm_toy2d.get_config()
+    config.training.update(
+        {"num_steps": 30, "log_every": 5, "checkpoint_every": 10, "batch_size": 64, **training}
+    )
     config.sample.num_samples = 16
     config.eval.at_end = False
-    config.training.update(training)
     return config
 
 
-def _overrides(config):
-    """The command-line flags that turn configs/default.py into `config`."""
-    flat = {
-        "data.name": config.data.name,
-        "data.kwargs.distribution": config.data.kwargs.distribution,
-        "data.kwargs.data_dir": config.data.kwargs.data_dir,
-        "model.name": config.model.name,
-        "process.kwargs.num_steps": config.process.kwargs.num_steps,
-        "optim.warmup_steps": config.optim.warmup_steps,
-        "sample.num_samples": config.sample.num_samples,
-        "eval.at_end": config.eval.at_end,
-        **{f"training.{k}": v for k, v in config.training.items()},
-    }
-    return [f"--config.{k}={v}" for k, v in flat.items()]
-
-
-def _main(workdir, config, devices=1, **popen):
+def _main(workdir, data_dir, config, devices=1, **popen):
+    """Runs `python -m diffjax.main` on configs/ddpm_toy2d.py with `config`'s training fields."""
     env = {
         **os.environ,
         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
         "JAX_PLATFORMS": "cpu",
+        "TFDS_DATA_DIR": str(data_dir),
     }
+    overrides = [f"--config.training.{k}={v}" for k, v in config.training.items()]
+    overrides += [f"--config.sample.num_samples={config.sample.num_samples}"]
+    overrides += [f"--config.eval.at_end={config.eval.at_end}"]
     cmd = [
         sys.executable,
         "-m",
         "diffjax.main",
-        f"--config={ROOT}/configs/default.py",
+        f"--config={ROOT}/configs/ddpm_toy2d.py",
         f"--workdir={workdir}",
-        *_overrides(config),
+        *overrides,
     ]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, **popen)
 
@@ -79,7 +60,8 @@ def _final_state(config, workdir):
 
 
 def test_train_step_lowers_the_loss_on_a_fixed_batch(tmp_path):
-    config = _toy_config(tmp_path / "data")
+    config = _toy_config()
+    config.data.kwargs.data_dir = str(tmp_path / "data")
     exp = experiment.build(config)
     optimizer, create = loop.state_constructor(config, exp)
     st = create(jax.random.PRNGKey(0))
@@ -97,11 +79,13 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch(tmp_path):
 
 
 def test_eight_devices_give_the_same_losses_as_one(tmp_path):
-    config = _toy_config(tmp_path / "data", num_steps=20)
+    config = _toy_config(num_steps=20)
     histories = []
     for devices in (1, 8):
         workdir = tmp_path / f"run{devices}"
-        proc = _main(workdir, config, devices=devices, stderr=subprocess.PIPE, text=True)
+        proc = _main(
+            workdir, tmp_path / "data", config, devices=devices, stderr=subprocess.PIPE, text=True
+        )
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
         histories.append(writer.read_history(str(workdir)))
@@ -111,13 +95,13 @@ def test_eight_devices_give_the_same_losses_as_one(tmp_path):
 
 
 def test_sigkilled_run_resumes_to_the_uninterrupted_state(tmp_path):
-    config = _toy_config(tmp_path / "data", num_steps=1500, checkpoint_every=100, log_every=100)
+    config = _toy_config(num_steps=1500, checkpoint_every=100, log_every=100)
     reference = tmp_path / "reference"
-    proc = _main(reference, config, stderr=subprocess.PIPE, text=True)
+    proc = _main(reference, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
     assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
 
     killed = tmp_path / "killed"
-    proc = _main(killed, config, stderr=subprocess.DEVNULL)
+    proc = _main(killed, tmp_path / "data", config, stderr=subprocess.DEVNULL)
     ckpt_dir = killed / "checkpoints"
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -130,8 +114,9 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_state(tmp_path):
     interrupted_at = checkpoint.make_manager(str(killed), 3).latest_step()
     assert interrupted_at is not None and interrupted_at < 1500, "the kill came too late"
 
-    proc = _main(killed, config, stderr=subprocess.PIPE, text=True)
+    proc = _main(killed, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
     assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+    config.data.kwargs.data_dir = str(tmp_path / "data")
     a, b = _final_state(config, reference), _final_state(config, killed)
     assert int(a.step) == int(b.step) == 1500
     jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
@@ -141,17 +126,23 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_state(tmp_path):
 
 
 def test_nan_loss_stops_the_run_naming_step_and_checkpoint(tmp_path):
-    config = _toy_config(tmp_path / "data", num_steps=200, checkpoint_every=2)
+    config = _toy_config(num_steps=200, checkpoint_every=1)
+    config.data.kwargs.data_dir = str(tmp_path / "data")
     config.optim.learning_rate = 1e30
     config.optim.warmup_steps = 0
     config.optim.grad_clip = 0.0
-    with pytest.raises(loop.NonFiniteLossError, match=r"at step \d+.*checkpoint.*resume"):
+    with pytest.raises(
+        loop.NonFiniteLossError,
+        match=r"at step \d+; the last complete checkpoint is step \d+ .*resumes from it",
+    ):
         loop.train(config, str(tmp_path / "run"))
 
 
 def test_batch_must_divide_over_devices(tmp_path):
-    config = _toy_config(tmp_path / "data", batch_size=60)
-    proc = _main(tmp_path / "run", config, devices=8, stderr=subprocess.PIPE, text=True)
+    config = _toy_config(batch_size=60)
+    proc = _main(
+        tmp_path / "run", tmp_path / "data", config, devices=8, stderr=subprocess.PIPE, text=True
+    )
     _, err = proc.communicate(timeout=300)
     assert proc.returncode != 0
     assert "training.batch_size=60 must be divisible by the number of devices (8)" in err
@@ -165,6 +156,7 @@ def test_a_short_digits_run_writes_every_output(tmp_path):
     config.training.checkpoint_every = 10
     config.training.sample_every = 10
     config.process.kwargs = {"num_steps": 50}
+    config.sample.num_steps = 10
     config.sample.num_samples = 16
     config.eval.num_samples = 100
     workdir = tmp_path / "run"

@@ -15,9 +15,10 @@ DEFAULT = os.path.join(ROOT, "configs", "default.py")
 
 
 def _parse(*overrides):
+    argv = ["prog", f"--config={DEFAULT}", *overrides]
     fv = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, flag_values=fv, lock_config=True)
-    fv(["prog", f"--config={DEFAULT}", *overrides])
+    config_flags.DEFINE_config_file("config", None, flag_values=fv, lock_config=True, sys_argv=argv)
+    fv(argv)
     return fv.config
 
 
