@@ -61,4 +61,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict()
     config.eval.num_samples = 500  # generated samples for the Frechet distance
     config.eval.at_end = True  # evaluate sample quality when training finishes
+    # mode=eval_bpd: probability-flow ODE bits/dim of the EMA params on the test split.
+    config.eval.bpd_batch_size = 100  # examples per jitted batch (divisible by the devices)
+    config.eval.bpd_max_examples = 0  # 0: the whole test split
+    config.eval.bpd_num_dequantizations = 5  # uniform dequantizations averaged per example
+    config.eval.bpd_trace = "hutchinson"  # exact | hutchinson divergence
+    config.eval.bpd_num_probes = 1  # Hutchinson probes per example
+    config.eval.bpd_rtol = 1e-5  # Dormand-Prince relative tolerance
+    config.eval.bpd_atol = 1e-5  # Dormand-Prince absolute tolerance
+    config.eval.bpd_t_min = 1e-5  # start of the ODE (the data end)
     return config

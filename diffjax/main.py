@@ -19,6 +19,7 @@ MODES = {
     "train": loop.train,
     "sample": generate.sample,
     "evaluate": generate.evaluate,
+    "eval_bpd": generate.eval_bpd,
 }
 
 

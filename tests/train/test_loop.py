@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from configs import ddpm_toy2d, default
-from diffjax.train import checkpoint, experiment, loop, state, writer
+from diffjax.train import checkpoint, experiment, generate, loop, state, writer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -170,3 +170,27 @@ def test_a_short_digits_run_writes_every_output(tmp_path):
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert metrics["step"] == 20
     assert metrics["frechet_floor_train_vs_test"] < metrics["frechet_ceiling_noise"]
+
+
+def test_sample_and_eval_bpd_modes_use_the_latest_checkpoint(tmp_path):
+    config = _toy_config(num_steps=20)
+    config.data.kwargs.data_dir = str(tmp_path / "data")
+    workdir = str(tmp_path / "run")
+    loop.train(config, workdir)
+
+    config.sample.sampler = "ddim"
+    config.sample.num_steps = 10
+    report = generate.sample(config, workdir)
+    samples = np.load(os.path.join(workdir, "samples", "sample_ddim_10.npz"))["samples"]
+    assert samples.shape == (16, 2) and np.all(np.isfinite(samples))
+    assert report["step"] == 20 and report["num_steps"] == 10
+    assert os.path.exists(report["png"])
+
+    config.eval.bpd_batch_size = 25
+    config.eval.bpd_max_examples = 50
+    config.eval.bpd_rtol = config.eval.bpd_atol = 1e-3
+    bpd = generate.eval_bpd(config, workdir)
+    written = json.loads((tmp_path / "run" / "bpd.json").read_text())
+    assert written["num_examples"] == 50 and written["step"] == 20
+    assert np.isfinite(written["bpd_mean"]) and written["bpd_stderr"] > 0
+    assert written["nfe"] > 0 and bpd["bpd_mean"] == written["bpd_mean"]
