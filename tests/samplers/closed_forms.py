@@ -1,5 +1,6 @@
 """Closed-form problems shared by the sampler tests: Gaussian and 2-D mixture data under VP."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -24,19 +25,28 @@ MIXTURE = GaussianMixture(
 )
 
 
-def gaussian_denoiser(process) -> Denoiser:
-    """The exact x0-denoiser of N(MEAN, COV) written directly from its eigen-decomposition:
-    E[x_0 | x_t] = mu + U diag(alpha lam / (alpha^2 lam + sigma^2)) U^T (x_t - alpha mu).
-    Linear, so cheap enough for thousands of samples over a thousand steps."""
+def gaussian_denoiser(process, kind: str = "x0") -> Denoiser:
+    """The exact denoiser of N(MEAN, COV) written directly from its eigen-decomposition C = U
+    diag(lam) U^T, with S = alpha^2 lam + sigma^2 per eigen-direction:
+      E[x_0 | x_t] = mu + U diag(alpha lam / S) U^T (x_t - alpha mu),
+      E[eps | x_t] = U diag(sigma / S) U^T (x_t - alpha mu),
+    predicting x0, or (kind="velocity") alpha' E[x_0 | x_t] + sigma' E[eps | x_t], which stays
+    finite at t = 0 and at alpha = 0. Linear, so cheap for thousands of samples and steps."""
     lam, u = (jnp.asarray(a, jnp.float32) for a in np.linalg.eigh(COV.astype(np.float64)))
     mean = jnp.asarray(MEAN)
 
-    def x0(x, t):
-        alpha, sigma = process.alpha(t)[:, None], process.sigma(t)[:, None]  # [B, 1]
-        gain = alpha * lam[None] / (jnp.square(alpha) * lam[None] + jnp.square(sigma))  # [B, D]
-        return mean[None] + ((x - alpha * mean[None]) @ u * gain) @ u.T
+    def predict(x, t):
+        ones = jnp.ones_like(t)
+        alpha, dalpha = (c[:, None] for c in jax.jvp(process.alpha, (t,), (ones,)))  # [B, 1]
+        sigma, dsigma = (c[:, None] for c in jax.jvp(process.sigma, (t,), (ones,)))
+        s = jnp.square(alpha) * lam[None] + jnp.square(sigma)  # [B, D]
+        y = (x - alpha * mean[None]) @ u
+        x0 = mean[None] + (y * alpha * lam[None] / s) @ u.T
+        if kind == "x0":
+            return x0
+        return dalpha * x0 + dsigma * (y * sigma / s) @ u.T
 
-    return Denoiser(x0, "x0", process)
+    return Denoiser(predict, kind, process)
 
 
 def assert_gaussian_moments(x: np.ndarray, mean: np.ndarray, cov: np.ndarray, z: float = 5.0):
