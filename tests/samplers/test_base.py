@@ -47,3 +47,26 @@ def test_compile_time_does_not_grow_with_steps(name):
     small = _compile_seconds(sampler, 10)
     large = _compile_seconds(sampler, 1000)
     assert large < 1.5 * small + 0.05, (small, large)
+
+
+def _model_traces(sampler, num_steps):
+    """How many times the network is traced when lowering a run of `num_steps` steps."""
+    den = gaussian_denoiser(VP)
+    count = [0]
+
+    def model_fn(x, t):
+        count[0] += 1
+        return den.model_fn(x, t)
+
+    traced = type(den)(model_fn, den.kind, den.process)
+    fn = jax.jit(lambda k, x: sampler(k, traced, x, num_steps=num_steps))
+    fn.lower(jax.random.PRNGKey(0), jax.ShapeDtypeStruct((8, 2), np.float32))
+    return count[0]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_network_traced_independently_of_steps(name):
+    """The loop body is traced once: the network appears in the program as often for 50 steps
+    as for 5 (once per stage of the step rule), never once per step."""
+    sampler = samplers.get(name)
+    assert _model_traces(sampler, 50) == _model_traces(sampler, 5) <= 10
