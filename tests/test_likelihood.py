@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from configs import rectified_flow_toy2d
 from diffjax import likelihood, ode, processes
 from diffjax.analytic.gaussian import GaussianMixture
+from diffjax.data import toy2d
 from diffjax.predictions import Denoiser
+from diffjax.train import generate, loop
 
 _rng = np.random.default_rng(0)
 D = 4
@@ -137,3 +140,26 @@ def test_invalid_arguments():
             likelihood.nll(jax.random.key(0), den, x, **kw)
     with pytest.raises(ValueError, match="needs a PRNG key"):
         likelihood.nll(None, den, x, trace="hutchinson")
+
+
+@pytest.mark.slow
+def test_trained_rectified_flow_on_eight_gaussians(tmp_path):
+    """A trained flow's ODE cross-entropy is above the true entropy of the data, and close.
+
+    CE - H = KL(p_true || p_model) >= 0 on average over test points (paired, within 3 standard
+    errors); "close" is KL < 0.1 bits/dim. experiments/likelihood_toy2d.py measured 0.07 nats
+    (0.05 bits/dim) after the 3000 steps trained here.
+    """
+    config = rectified_flow_toy2d.get_config()
+    config.data.kwargs.distribution = "eight_gaussians"
+    config.eval.at_end = False
+    loop.train(config, str(tmp_path))
+    exp, state = generate.restore_latest(config, str(tmp_path))
+    den = exp.recipe.denoiser(exp.apply_fn, state.ema_params)
+    x = jnp.asarray(exp.dataset.as_array("test", 500)["x"])
+    model_nll = np.asarray(jax.jit(lambda x: likelihood.nll(None, den, x, trace="exact"))(x)["nll"])
+    true_nll = -np.asarray(toy2d.eight_gaussians_mixture().log_prob(x, 0.0, exp.recipe.process))
+    kl = model_nll - true_nll
+    kl_mean, kl_se = np.mean(kl), np.std(kl, ddof=1) / np.sqrt(kl.size)
+    assert kl_mean > -3 * kl_se
+    assert kl_mean / (2 * math.log(2)) < 0.1
