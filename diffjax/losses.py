@@ -517,21 +517,33 @@ def vdm_terms(
 
     diffusion = 1/2 gamma'(t) ||eps - eps_hat(z_t, t)||^2 (seed 001, "CONTINUOUS-TIME"), an
     unbiased one-sample estimate of L_inf for t ~ U[0, 1); prior = KL(q(z_1 | x) || N(0, I));
-    reconstruction = -log p(x | z_0) (seed 001, "GENERAL FORMULATIONS").
+    reconstruction = -log p(x | z_0) (seed 001, "GENERAL FORMULATIONS"). Everything is read
+    from gamma = -log SNR (alpha^2 = sigmoid(-gamma), sigma^2 = sigmoid(gamma)), evaluated once
+    at t (with its derivative) and once at the two ends.
 
     Args:
-      model: (z_t, t) -> eps_hat; process: gamma = -log_snr (any process with finite ends).
+      model: (z_t, t) -> eps_hat.
+      process: a variance-preserving process with finite log-SNR at t = 0 and 1.
       x0: [B, ...]; t: [B]; key: for the two noise draws.
     """
     k_t, k_0 = jax.random.split(key)
-    _, dgamma = jax.jvp(lambda s: -process.log_snr(s), (t,), (jnp.ones_like(t),))
-    z_t, eps = process.marginal_sample(k_t, x0, t)
+    lam_t, dlam_t = jax.jvp(process.log_snr, (t,), (jnp.ones_like(t),))
+    lam_0, lam_1 = process.log_snr(jnp.array([0.0, 1.0]))
+
+    def noisy(lam, k):  # z = alpha x + sigma eps, lam: [B]
+        eps = jax.random.normal(k, x0.shape, x0.dtype)
+        alpha, sigma = jnp.sqrt(jax.nn.sigmoid(lam)), jnp.sqrt(jax.nn.sigmoid(-lam))
+        return expand(alpha, x0) * x0 + expand(sigma, x0) * eps, eps, alpha
+
+    z_t, eps, _ = noisy(lam_t, k_t)
     sq = jnp.sum(jnp.reshape(jnp.square(eps - model(z_t, t)), (x0.shape[0], -1)), axis=-1)
-    diffusion = 0.5 * dgamma * sq
-    zero = jnp.zeros_like(t)
-    z0, _ = process.marginal_sample(k_0, x0, zero)
-    recon = vdm_reconstruction_nll(x0, z0, process.alpha(zero), process.log_snr(zero), num_bins)
-    return diffusion, prior_kl(process, x0), recon
+    diffusion = -0.5 * dlam_t * sq  # gamma' = -d log SNR / dt
+    z0, _, alpha0 = noisy(jnp.full_like(t, lam_0), k_0)
+    recon = vdm_reconstruction_nll(x0, z0, alpha0, jnp.full_like(t, lam_0), num_bins)
+    mean1 = jnp.sqrt(jax.nn.sigmoid(lam_1)) * x0
+    logvar1 = jnp.full_like(x0, jax.nn.log_sigmoid(-lam_1))
+    prior = gaussian_kl(mean1, logvar1, jnp.zeros_like(x0), jnp.zeros_like(x0))
+    return diffusion, jnp.sum(jnp.reshape(prior, (x0.shape[0], -1)), axis=-1), recon
 
 
 def _schedule_shape_mask(params: Any) -> Any:
@@ -591,8 +603,8 @@ def vdm_loss(
 
     Args:
       apply_fn: the eps-predicting network.
-      process: the (unbound) `vdm_learned` process; any Process with finite log-SNR at both
-        ends also works (fixed schedule, no "schedule" params).
+      process: the (unbound) `vdm_learned` process; any variance-preserving Process with finite
+        log-SNR at both ends also works (fixed schedule, no "schedule" params).
       num_bins: levels of the data in [-1, 1] for the reconstruction term.
       time_sampling: a name in TIME_SAMPLERS ("antithetic": VDM's low-discrepancy sampler).
       variance_reduction: train the schedule's shape on the variance, not the VLB.

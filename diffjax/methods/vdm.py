@@ -28,7 +28,7 @@ def vdm(
     """The VDM recipe.
 
     Args:
-      process: `vdm_learned` (or any continuous process with a finite log-SNR at both ends,
+      process: `vdm_learned` (or any variance-preserving process with finite log-SNR at both ends,
         kept fixed).
       num_bins: data levels in [-1, 1] for the reconstruction term (256 for 8-bit images).
       time_sampling: a name in `losses.TIME_SAMPLERS`.
