@@ -432,3 +432,22 @@ def test_vdm_variance_reduction_gradients():
         g_red["schedule"][shape]["kernel"], g_var["schedule"][shape]["kernel"], rtol=1e-4, atol=1e-7
     )
     assert not np.allclose(g_red["schedule"][shape]["kernel"], g_plain["schedule"][shape]["kernel"])
+
+
+def test_learned_variance_at_v_one_is_the_beta_vlb():
+    """frac = (v + 1) / 2 = 1 selects beta exactly: the learned VLB equals the beta VLB."""
+    proc = processes.get("ddpm_linear", num_steps=20)
+    x = jnp.linspace(-1.0, 1.0, 17)[jax.random.randint(jax.random.key(0), (64, 2), 0, 17)]
+    den = exact_x0_denoiser(proc)
+
+    @jax.jit
+    def both(key):
+        learned = losses.ddpm_vlb(
+            den, x, key, variance="learned", num_bins=17, v_fn=lambda z, t: jnp.ones_like(z)
+        )
+        return learned, losses.ddpm_vlb(den, x, key, variance="beta", num_bins=17)
+
+    learned, beta = both(jax.random.key(1))
+    np.testing.assert_allclose(learned, beta, rtol=1e-5)
+    with pytest.raises(ValueError, match="learned"):
+        losses.ddpm_vlb(den, x, jax.random.key(1), variance="learned")

@@ -74,3 +74,21 @@ def test_registered_defaults_and_validation():
 def test_digits_config_trains_through_main(tmp_path):
     values = digits_run.train_losses("edm_digits", tmp_path)
     assert np.isfinite(values).all() and values[-1] < values[0]
+
+
+def test_gradient_wrt_network_output_vanishes_at_optimum():
+    proc = processes.get("edm")
+    net = exact_net(proc)
+    loss_fn = methods.get("edm")(process=proc).make_loss(
+        lambda p, x, c, cond=None, key=None: net(p, x, c) + p["b"][None]
+    )
+
+    @jax.jit
+    def grad(key):
+        kx, kl = jax.random.split(key)
+        x = MU[None] + SIGMA_D * jax.random.normal(kx, (4096, 2))
+        return jax.grad(lambda p: loss_fn(p, {"x": x}, kl)[0])({"model": {"b": jnp.zeros(2)}})
+
+    g = jax.vmap(grad)(jax.random.split(jax.random.key(3), 16))["model"]["b"]
+    se = g.std(0, ddof=1) / 4
+    assert np.all(np.abs(g.mean(0)) < 5 * se), (g.mean(0), se)
