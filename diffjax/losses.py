@@ -182,7 +182,14 @@ def model_fn_of(
 
 
 def regression_error(
-    out: Array, kind: str, target: str, x0: Array, eps: Array, x_t: Array, t: Array, process
+    out: Array,
+    kind: str,
+    target: str,
+    x0: Array,
+    eps: Array,
+    x_t: Array,
+    t: Array,
+    process: Process,
 ) -> Array:
     """Per-example ||target_hat - target||^2 (d eps / d target)^2, averaged over dims: [B].
 
