@@ -16,6 +16,7 @@ writes the JSON and a PNG of Frechet distance against NFE (log axis) beside it.
 
 import json
 import os
+import sys
 import time
 
 import jax
@@ -142,6 +143,7 @@ def main(argv):
 
     reference = quality.report(np.asarray(x_init))  # floor and ceiling at this sample size
     payload = {
+        "command": " ".join(sys.argv),
         "config": "configs/default.py",
         "train_steps": config.training.num_steps,
         "train_seconds_this_run": train_seconds,
@@ -180,7 +182,8 @@ def plot(payload: dict, path: str) -> None:
     ax.set_xlabel("network evaluations (NFE)")
     ax.set_ylabel("Frechet distance to test (offline features)")
     ax.set_title(
-        f"default digits model ({payload['train_steps']} steps), {payload['num_samples']} samples"
+        f"default digits model ({payload['train_steps']} training steps), "
+        f"{payload['num_samples']} samples per point"
     )
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
