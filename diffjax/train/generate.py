@@ -42,13 +42,15 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> dict:
     x = np.asarray(jax.block_until_ready(compiled(state.ema_params, key)))
     seconds = time.perf_counter() - start
     sampler_name = config.sample.sampler or exp.recipe.sampler
-    name = f"sample_{sampler_name}_{exp.sample_num_steps or 'default'}"
+    process = exp.recipe.process_for(state.ema_params)
+    num_steps = len(exp.sampler.timesteps(process, exp.sample_num_steps)) - 1
+    name = f"sample_{sampler_name}_{num_steps}"
     png = outputs.save_samples(workdir, name, x)
     report = {
         "step": int(state.step),
         "sampler": sampler_name,
-        "num_steps": exp.sample_num_steps,
-        "nfe": getattr(exp.sampler, "nfe", lambda n: None)(exp.sample_num_steps),
+        "num_steps": num_steps,
+        "nfe": exp.sampler.nfe(num_steps),
         "num_samples": int(x.shape[0]),
         "seconds": seconds,
         "compile_seconds": compile_seconds,

@@ -183,7 +183,7 @@ def test_sample_and_eval_bpd_modes_use_the_latest_checkpoint(tmp_path):
     report = generate.sample(config, workdir)
     samples = np.load(os.path.join(workdir, "samples", "sample_ddim_10.npz"))["samples"]
     assert samples.shape == (16, 2) and np.all(np.isfinite(samples))
-    assert report["step"] == 20 and report["num_steps"] == 10
+    assert report["step"] == 20 and report["num_steps"] == 10 and report["nfe"] == 10
     assert os.path.exists(report["png"])
 
     config.eval.bpd_batch_size = 25
