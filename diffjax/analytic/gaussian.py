@@ -5,8 +5,9 @@ If x_0 ~ sum_k w_k N(mu_k, C_k) and x_t = alpha x_0 + sigma eps, then
   E[x_0 | x_t, k] = mu_k + alpha C_k S_k^{-1} (x_t - alpha mu_k),
   grad log p_t(x) = -sum_k r_k(x) S_k^{-1} (x - alpha mu_k),  r_k the posterior responsibilities.
 For one Gaussian N(mu, U diag(lam) U^T) the probability-flow ODE is solved exactly in the
-eigenbasis: x_s - alpha_s mu = U diag(sqrt((alpha_s^2 lam + sigma_s^2) / (alpha_t^2 lam + sigma_t^2)))
-U^T (x_t - alpha_t mu) (seed 000, "Fokker-Planck equation and ODE models").
+eigenbasis: x_s - alpha_s mu = U diag(r) U^T (x_t - alpha_t mu) with
+r = sqrt((alpha_s^2 lam + sigma_s^2) / (alpha_t^2 lam + sigma_t^2))
+(seed 000, "Fokker-Planck equation and ODE models").
 """
 
 import flax.struct
@@ -46,7 +47,10 @@ class GaussianMixture:
         """Per-example alpha, sigma [B] and component covariances S_k [B, K, D, D] at t."""
         alpha, sigma = process.alpha(t), process.sigma(t)
         eye = jnp.eye(self.dim)
-        s = alpha[:, None, None, None] ** 2 * self.covs[None] + sigma[:, None, None, None] ** 2 * eye[None, None]
+        s = (
+            alpha[:, None, None, None] ** 2 * self.covs[None]
+            + sigma[:, None, None, None] ** 2 * eye[None, None]
+        )
         return alpha, sigma, s
 
     def _components(self, x: Array, t: Array, process: Process):
@@ -77,7 +81,9 @@ class GaussianMixture:
         logn, alpha, s, r = self._components(x, t, process)
         resp = jax.nn.softmax(logn + jnp.log(self.weights)[None], axis=-1)
         s_inv_r = jnp.linalg.solve(s, r[..., None])  # [B, K, D, 1]
-        cond = self.means[None] + alpha[:, None, None] * jnp.matmul(self.covs[None], s_inv_r)[..., 0]
+        cond = (
+            self.means[None] + alpha[:, None, None] * jnp.matmul(self.covs[None], s_inv_r)[..., 0]
+        )
         return jnp.sum(resp[..., None] * cond, axis=1)
 
     def denoiser(self, process: Process) -> Denoiser:
