@@ -46,6 +46,9 @@ class Recipe:
       out_channels_factor: network output channels per data channel (2 for learned variance).
       init_aux: key -> dict of extra trainable params beside "model".
       bind_process: params -> the process with any learned parts bound (identity by default).
+      vlb: for methods with a variational bound (DDPM, VDM), `vlb(denoiser, x0, key, num_bins)`
+        -> an unbiased estimate of the bound in nats per example [B]; `mode=eval_bpd` reports it
+        beside the probability-flow ODE's bits/dim.
     """
 
     name: str
@@ -57,6 +60,7 @@ class Recipe:
     out_channels_factor: int = 1
     init_aux: Callable[[Array], dict] = _no_aux
     bind_process: Callable[[Params], Process] | None = None
+    vlb: Callable[[Denoiser, Array, Array, int], Array] | None = None
 
     def process_for(self, params: Params) -> Process:
         """The process with the learned parts of `params` bound in."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from diffjax import losses
 from diffjax.methods.base import ApplyFn, Recipe
-from diffjax.processes import Process
+from diffjax.processes import DiscreteProcess, Process
 
 
 def ddpm(
@@ -61,4 +61,10 @@ def ddpm(
         make_loss=make_loss,
         sampler=sampler,
         sampler_options=dict(sampler_options or {}),
+        vlb=_vlb if isinstance(process, DiscreteProcess) else None,
     )
+
+
+def _vlb(denoiser, x0, key, num_bins):
+    """The full discrete VLB (L_T + sum L_{t-1} + L_0), nats per example."""
+    return losses.ddpm_vlb(denoiser, x0, key, num_bins=num_bins)

@@ -12,6 +12,8 @@ schedule's params are `params["schedule"]` (`Recipe.init_aux`), bound into the p
 from collections.abc import Mapping
 from typing import Any
 
+import jax
+
 from diffjax import losses
 from diffjax.methods.base import ApplyFn, Recipe
 from diffjax.processes import DiscreteProcess, Process, VDMLearned
@@ -62,4 +64,12 @@ def vdm(
         sampler_options=dict(sampler_options or {}),
         init_aux=(lambda key: {"schedule": process.init(key)}) if learned else (lambda key: {}),
         bind_process=(lambda params: process.bind(params["schedule"])) if learned else None,
+        vlb=_vlb,
     )
+
+
+def _vlb(denoiser, x0, key, num_bins):
+    """One-sample estimate of the VLB (diffusion + prior + reconstruction), nats per example."""
+    t_key, key = jax.random.split(key)
+    t = jax.random.uniform(t_key, x0.shape[:1])
+    return sum(losses.vdm_terms(denoiser.eps, denoiser.process, x0, t, key, num_bins))

@@ -8,6 +8,7 @@ import time
 import jax
 import ml_collections
 import numpy as np
+from tqdm import tqdm
 
 from diffjax.evaluation.bpd import evaluate_bpd
 from diffjax.train import checkpoint, experiment, loop, outputs, sharding
@@ -94,6 +95,33 @@ def eval_bpd(config: ml_collections.ConfigDict, workdir: str) -> dict:
         t_min=ec.bpd_t_min,
     )
     report = {"step": int(state.step), "method": config.method, **result}
+    if exp.recipe.vlb is not None and exp.dataset.num_bins is not None:
+        report.update(_vlb_bpd(config, exp, state, loader, mesh))
     if jax.process_index() == 0:
         outputs.write_json(os.path.join(workdir, "bpd.json"), report)
     return report
+
+
+def _vlb_bpd(config, exp, state, loader, mesh) -> dict:
+    """The method's own variational bound on the same test examples, in bits/dim."""
+    ec = config.eval
+
+    def per_example_bpd(params, key, x):
+        denoiser = exp.recipe.denoiser(exp.apply_fn, params)
+        nats = exp.recipe.vlb(denoiser, x, key, exp.dataset.num_bins)
+        return nats / (np.log(2.0) * np.prod(x.shape[1:]))
+
+    per_example_bpd = jax.jit(per_example_bpd)
+    batches = (sharding.global_batch(b, mesh) for b in loader)
+    if ec.bpd_max_examples:
+        batches = itertools.islice(batches, -(-ec.bpd_max_examples // ec.bpd_batch_size))
+    key = jax.random.PRNGKey(config.seed + 1)
+    values = [
+        np.asarray(per_example_bpd(state.ema_params, jax.random.fold_in(key, i), b["x"]))
+        for i, b in enumerate(tqdm(batches, desc="vlb", disable=jax.process_index() != 0))
+    ]
+    values = np.concatenate(values)
+    return {
+        "vlb_bpd_mean": float(values.mean()),
+        "vlb_bpd_stderr": float(values.std(ddof=1) / np.sqrt(len(values))),
+    }

@@ -171,6 +171,17 @@ def test_a_short_digits_run_writes_every_output(tmp_path):
     assert metrics["step"] == 20
     assert metrics["frechet_floor_train_vs_test"] < metrics["frechet_ceiling_noise"]
 
+    # eval_bpd on discrete data: the dequantized ODE bits/dim and DDPM's own VLB beside it, both
+    # upper bounds on -log2 P(v) / D >= 0.
+    config.eval.bpd_batch_size = 10
+    config.eval.bpd_max_examples = 10
+    config.eval.bpd_num_dequantizations = 1
+    config.eval.bpd_rtol = config.eval.bpd_atol = 1e-3
+    bpd = generate.eval_bpd(config, str(workdir))
+    assert bpd["num_examples"] == 10 and bpd["dequantized"]
+    assert 0 < bpd["bpd_mean"] < 100 and 0 < bpd["vlb_bpd_mean"] < 100
+    assert bpd["vlb_bpd_stderr"] > 0
+
 
 def test_sample_and_eval_bpd_modes_use_the_latest_checkpoint(tmp_path):
     config = _toy_config(num_steps=20)
