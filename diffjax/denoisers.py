@@ -13,7 +13,8 @@ from diffjax.predictions import Denoiser
 def clip_x0(denoiser: Denoiser, lo: float = -1.0, hi: float = 1.0) -> Denoiser:
     """The Denoiser whose x0 prediction is `clip(denoiser.x0(x, t), lo, hi)`.
 
-    Every other kind follows from the clipped x0 through the conversions of `predictions`.
+    Every other kind follows from the clipped x0 through the conversions of `predictions`; a
+    learned variance is kept as it is.
 
     Raises:
       ValueError: if lo >= hi.
@@ -21,5 +22,8 @@ def clip_x0(denoiser: Denoiser, lo: float = -1.0, hi: float = 1.0) -> Denoiser:
     if not lo < hi:
         raise ValueError(f"clip_x0 needs lo < hi, got {lo=}, {hi=}")
     return Denoiser(
-        lambda x, t: jnp.clip(denoiser.x0(x, t), lo, hi), kind="x0", process=denoiser.process
+        lambda x, t: jnp.clip(denoiser.x0(x, t), lo, hi),
+        kind="x0",
+        process=denoiser.process,
+        variance_fn=denoiser.variance_fn,
     )

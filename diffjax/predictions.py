@@ -260,8 +260,14 @@ class Denoiser:
     model_fn: Callable[[Array, Array], Array]
     kind: str
     process: Process
+    # iDDPM's learned variance: `(x_t, t) -> v` [B, ...], the interpolation of the log variance
+    # between beta (v = 1) and beta_tilde (v = -1); filled in by `LearnedVariance`.
+    variance_fn: Callable[[Array, Array], Array] | None = None
 
     def __post_init__(self):
+        if isinstance(self.kind, LearnedVariance) and self.variance_fn is None:
+            net, split = self.model_fn, self.kind.split
+            object.__setattr__(self, "variance_fn", lambda x, t: split(net(x, t))[1])
         if isinstance(self.kind, Preconditioning):
             object.__setattr__(self, "model_fn", self.kind.wrap(self.model_fn, self.process))
             object.__setattr__(self, "kind", self.kind.kind)
@@ -274,6 +280,16 @@ class Denoiser:
         """The prediction of `kind` at (x_t = x, t); x: [B, ...], t: scalar or [B]."""
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
         return convert(self.model_fn(x, t), self.kind, kind, x, t, self.process)
+
+    def variance(self, x: Array, t: Array) -> Array:
+        """The learned-variance interpolation v in [-1, 1] at (x_t = x, t).
+
+        Raises:
+          ValueError: if the model has no learned variance.
+        """
+        if self.variance_fn is None:
+            raise ValueError("this Denoiser has no learned variance (predictions.LearnedVariance)")
+        return self.variance_fn(x, jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1]))
 
     def eps(self, x: Array, t: Array) -> Array:
         return self.predict(x, t, "eps")

@@ -29,9 +29,9 @@ def iddpm(
       process: a discrete process (iDDPM: `ddpm_cosine`, T = 4000).
       vlb_weight: lambda of the hybrid loss.
       num_bins: data levels for the discretised decoder in L_vlb (256 for 8-bit images).
-      sampler: default sampler; "ddpm" samples with a fixed variance (the learned one is used
-        by the loss and the VLB, `losses.ddpm_vlb(..., variance="learned")`).
-      sampler_options: its options.
+      sampler: default sampler ("ddpm", with the learned variance unless `sampler_options`
+        say otherwise).
+      sampler_options: its options (default for "ddpm": {"variance": "learned"}).
 
     Raises:
       ValueError: for a continuous process or invalid options.
@@ -47,6 +47,16 @@ def iddpm(
         prediction=LearnedVariance("eps"),
         make_loss=make_loss,
         sampler=sampler,
-        sampler_options=dict(sampler_options or {}),
+        sampler_options=dict(
+            sampler_options or ({"variance": "learned"} if sampler == "ddpm" else {})
+        ),
         out_channels_factor=2,
+        vlb=_vlb,
+    )
+
+
+def _vlb(denoiser, x0, key, num_bins):
+    """The full discrete VLB with the learned variance, nats per example."""
+    return losses.ddpm_vlb(
+        denoiser, x0, key, num_bins=num_bins, variance="learned", v_fn=denoiser.variance_fn
     )

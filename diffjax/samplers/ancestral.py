@@ -38,8 +38,14 @@ class _Ancestral(StepSampler):
     default_num_steps: ClassVar[int] = 1000
 
     @abc.abstractmethod
-    def coefs(self, r: Array, sigma_s: Array, sigma_t: Array) -> tuple[Array, Array]:
-        """(d, c): the eps coefficient and the noise std, given r = sigma_{t|s}^2 / sigma_t^2."""
+    def coefs(
+        self, r: Array, sigma_s: Array, sigma_t: Array, v: Array | None
+    ) -> tuple[Array, Array]:
+        """(d, c): the eps coefficient and the noise std, given r = sigma_{t|s}^2 / sigma_t^2
+        and, for a learned variance, the network's interpolation v [B, ...] (else None)."""
+
+    def uses_learned_variance(self) -> bool:
+        return False
 
     def step(
         self,
@@ -54,7 +60,8 @@ class _Ancestral(StepSampler):
         process: Process = denoiser.process
         x0, eps = x0_eps(denoiser, x, t)
         r = -jnp.expm1(process.log_snr(t) - process.log_snr(s))
-        d, c = self.coefs(r, process.sigma(s), process.sigma(t))
+        v = denoiser.variance(x, t) if self.uses_learned_variance() else None
+        d, c = self.coefs(r, process.sigma(s), process.sigma(t), v)
         z = jax.random.normal(key, x.shape, x.dtype)
         return process.alpha(s) * x0 + d * eps + jnp.where(last, 0.0, c) * z, state
 
@@ -87,21 +94,35 @@ def _discrete_steps(process: Process) -> int | None:
 
 @dataclasses.dataclass(frozen=True)
 class DDPM(_Ancestral):
-    """Ancestral sampling from the posterior mean with a fixed variance.
+    """Ancestral sampling from the posterior mean with a fixed or learned variance.
 
     Attributes:
-      variance: "beta_tilde" (the posterior variance sigma_s^2 r, exact for point-mass data) or
-        "beta" (the forward variance sigma_t^2 r, exact for N(0, I) data).
+      variance: "beta_tilde" (the posterior variance sigma_s^2 r, exact for point-mass data),
+        "beta" (the forward variance sigma_t^2 r, exact for N(0, I) data) or "learned" (iDDPM:
+        exp(f log beta + (1 - f) log beta_tilde), f = (v + 1) / 2 from the network's v; the two
+        variances are those of the actual step t -> s, so respaced grids work as in iDDPM).
     """
 
     variance: str = "beta_tilde"
 
     def __post_init__(self):
-        if self.variance not in ("beta_tilde", "beta"):
-            raise ValueError(f"ddpm variance must be 'beta_tilde' or 'beta', got {self.variance!r}")
+        if self.variance not in ("beta_tilde", "beta", "learned"):
+            raise ValueError(
+                f"ddpm variance must be 'beta_tilde', 'beta' or 'learned', got {self.variance!r}"
+            )
 
-    def coefs(self, r: Array, sigma_s: Array, sigma_t: Array) -> tuple[Array, Array]:
-        std = sigma_s if self.variance == "beta_tilde" else sigma_t
+    def uses_learned_variance(self) -> bool:
+        return self.variance == "learned"
+
+    def coefs(
+        self, r: Array, sigma_s: Array, sigma_t: Array, v: Array | None
+    ) -> tuple[Array, Array]:
+        if self.variance == "learned":
+            frac = (v + 1.0) / 2.0
+            # sqrt(exp(f log(sigma_t^2 r) + (1 - f) log(sigma_s^2 r))), without log(0) at s = 0.
+            std = jnp.power(sigma_t, frac) * jnp.power(sigma_s, 1.0 - frac)
+        else:
+            std = sigma_s if self.variance == "beta_tilde" else sigma_t
         return sigma_s * jnp.sqrt(1.0 - r), std * jnp.sqrt(r)
 
 
@@ -120,7 +141,9 @@ class DDIM(_Ancestral):
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"ddim needs 0 <= eta <= 1, got {self.eta=}")
 
-    def coefs(self, r: Array, sigma_s: Array, sigma_t: Array) -> tuple[Array, Array]:
-        del sigma_t
+    def coefs(
+        self, r: Array, sigma_s: Array, sigma_t: Array, v: Array | None
+    ) -> tuple[Array, Array]:
+        del sigma_t, v
         d = sigma_s * jnp.sqrt(jnp.maximum(1.0 - self.eta**2 * r, 0.0))
         return d, self.eta * sigma_s * jnp.sqrt(r)

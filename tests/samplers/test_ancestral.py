@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from diffjax import processes, samplers
-from diffjax.predictions import Denoiser
+from diffjax.predictions import Denoiser, LearnedVariance
 
 from .closed_forms import (
     COV,
@@ -134,3 +134,43 @@ def test_grid_arguments_are_validated():
     with pytest.raises(ValueError, match="N \\+ 1"):
         sampler(jax.random.PRNGKey(0), den, _noise(2), timesteps=jnp.array([1.0]))
     assert sampler.nfe(37) == 37
+
+
+@pytest.mark.parametrize(("v", "fixed"), [(1.0, "beta"), (-1.0, "beta_tilde"), (0.3, None)])
+def test_learned_variance_interpolates_beta_and_beta_tilde(v, fixed):
+    """iDDPM: v = 1 is the forward variance beta, v = -1 the posterior beta_tilde, and in between
+    the log variance is the interpolation f log beta + (1 - f) log beta_tilde, f = (v + 1) / 2."""
+    exact = MIXTURE.denoiser(VP)
+    net = lambda x, t: jnp.concatenate([exact.x0(x, t), jnp.full_like(x, v)], -1)  # noqa: E731
+    learned = Denoiser(net, LearnedVariance("x0"), VP)
+    x, key = _noise(64), jax.random.PRNGKey(3)
+    run = lambda s, d: jax.jit(lambda k, x: s(k, d, x, num_steps=20, return_trajectory=True))  # noqa: E731
+    _, got = run(samplers.get("ddpm", variance="learned"), learned)(key, x)
+    if fixed is not None:
+        _, want = run(samplers.get("ddpm", variance=fixed), exact)(key, x)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    else:
+        # One step from t = 1 to s = 19/20 from the same x and noise: the noise scale is the
+        # geometric interpolation of the two fixed ones.
+        _, beta = run(samplers.get("ddpm", variance="beta"), exact)(key, x)
+        _, tilde = run(samplers.get("ddpm", variance="beta_tilde"), exact)(key, x)
+        f = (v + 1.0) / 2.0
+        t, s = 1.0, 19.0 / 20.0
+        sig_t, sig_s = float(VP.sigma(t)), float(VP.sigma(s))
+        c_beta, c_tilde = sig_t, sig_s  # both times sqrt(r), which cancels in the ratio
+        c_learned = c_beta**f * c_tilde ** (1 - f)
+        # x_s = m + c z: the same mean m and noise z, so (x_s - x_tilde) = (c - c_tilde) z.
+        z = (np.asarray(beta[1]) - np.asarray(tilde[1])) / (c_beta - c_tilde)
+        np.testing.assert_allclose(
+            np.asarray(got[1]) - np.asarray(tilde[1]),
+            (c_learned - c_tilde) * z,
+            rtol=1e-3,
+            atol=1e-5,
+        )
+
+
+def test_learned_variance_needs_a_learned_variance_model():
+    with pytest.raises(ValueError, match="no learned variance"):
+        samplers.get("ddpm", variance="learned")(
+            jax.random.PRNGKey(0), MIXTURE.denoiser(VP), _noise(4), num_steps=3
+        )
