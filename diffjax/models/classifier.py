@@ -15,7 +15,7 @@ from diffjax.models.unet import UNetBackbone, _group_norm
 
 
 class NoisyClassifier(UNetBackbone):
-    """Time-conditioned classifier: x_t [B, H, W, C], t [B] -> logits [B, num_outputs].
+    """Time-conditioned classifier: x_t [B, H, W, C], t [B] (or [B, T]) -> logits [B, num_outputs].
 
     Attributes (beyond UNetBackbone's, whose num_classes must stay None):
       num_outputs: number of classes to predict.
@@ -25,7 +25,7 @@ class NoisyClassifier(UNetBackbone):
 
     @nn.compact
     def __call__(self, x: Array, t: Array, cond: Array | None = None, train: bool = False) -> Array:
-        """Args: x [B, H, W, C]; t [B]; cond must be None. Returns float32 logits [B, K]."""
+        """Args: x [B, H, W, C]; t [B] or [B, T]; cond None. Returns float32 logits [B, K]."""
         self._check_size(x)
         emb = self._embed(t, cond, x.shape[0])
         h, _ = self._down(x.astype(self.dtype), emb, train)

@@ -25,7 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from diffjax.models.layers import Dtype, LabelEmbedding, SelfAttention, TimeEmbedding, check_cond
+from diffjax.models.layers import (
+    Dtype,
+    LabelEmbedding,
+    SelfAttention,
+    TimeEmbedding,
+    broadcast_times,
+    check_cond,
+)
 
 _xavier = nn.initializers.xavier_uniform()
 # PyTorch's xavier_uniform on the conv weight viewed as [D, p p C] (DiT's patch embedding).
@@ -124,7 +131,7 @@ class DiT(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, t: Array, cond: Array | None = None, train: bool = False) -> Array:
-        """x: [B, I, I, C], t: [B], cond: [B] labels or None -> [B, I, I, out] float32."""
+        """x: [B, I, I, C], t: [B] or [B, K], cond: [B] labels or None -> [B, I, I, out] float32."""
         del train  # DiT uses no dropout (the label dropout of CFG belongs to the method)
         b, hgt, wid, ch = x.shape
         p, d = self.patch_size, self.hidden_size
@@ -144,7 +151,7 @@ class DiT(nn.Module):
         z = z + jnp.asarray(sincos_position_embedding(d, grid), self.dtype)[None]
         c = TimeEmbedding(
             d, 256, kernel_init=nn.initializers.normal(0.02), name="time_embedding", **dt
-        )(jnp.broadcast_to(t, (b,)))
+        )(broadcast_times(t, b))
         if self.num_classes is not None:
             c = c + LabelEmbedding(self.num_classes, d, **dt)(cond, b)
 

@@ -9,6 +9,11 @@ random Fourier features"):
   fourier     e(t) = [sin(2 pi t W), cos(2 pi t W)],  W ~ N(0, s^2 I) fixed
               (Tancik et al. 2020; Song et al. 2021, NCSN++ with s = 16 on log sigma).
 
+Several times (seed 004, "Mean Flow": the average velocity u(z_t, r, t) takes two times; the
+MeanFlow paper (Geng et al. 2025) feeds (t, t - r) through separate embedders and adds them):
+t of shape [B, K] gives column k its own MLP of the same kind and width, and the K outputs are
+summed; t of shape [B] is the single-time case with an unchanged parameter tree.
+
 Attention (seed 004, "Conditional Diffusion": softmax(Q K^T / sqrt(d)) V) is multi-head
 self-attention over tokens through `jax.nn.dot_product_attention`, which dispatches to the
 fused kernel of the backend (cuDNN flash attention on GPU with `implementation="cudnn"`).
@@ -68,8 +73,25 @@ def fourier_embedding(t: Array, dim: int, scale: float = 16.0) -> Array:
 EMBEDDINGS = {"sinusoidal": sinusoidal_embedding, "fourier": fourier_embedding}
 
 
+def broadcast_times(t: Array, batch: int) -> Array:
+    """One time per example: a scalar or [B] -> [B]; [B, K] (K times per example) unchanged.
+
+    Raises:
+      ValueError: if t has more than two axes.
+    """
+    t = jnp.asarray(t)
+    if t.ndim > 2:
+        raise ValueError(f"times must be a scalar, [B] or [B, K], got {t.shape=}")
+    return jnp.broadcast_to(t, (batch, t.shape[1]) if t.ndim == 2 else (batch,))
+
+
 class TimeEmbedding(nn.Module):
     """t -> Dense(SiLU(Dense(e(t)))): the conditioning vector of a UNet or DiT.
+
+    With t: [B, K] (several times per example, e.g. MeanFlow's (t, t - r)) the result is
+    sum_k Dense_k(SiLU(Dense_k(e(t_k)))): column 0 uses this module's own layers "dense_0",
+    "dense_1" (so [B] and [B, 1] share one parameter tree) and column k >= 1 a TimeEmbedding
+    submodule "column_k" with the same fields.
 
     Attributes:
       features: output width (4 x base channels in the UNets, the hidden width in DiT).
@@ -89,16 +111,23 @@ class TimeEmbedding(nn.Module):
 
     @nn.compact
     def __call__(self, t: Array) -> Array:
-        """t: [B] -> [B, features]."""
+        """t: [B] or [B, K] -> [B, features]."""
+        if t.ndim not in (1, 2):
+            raise ValueError(f"TimeEmbedding takes t of shape [B] or [B, K], got {t.shape=}")
+        columns = t[:, None] if t.ndim == 1 else t  # [B, K]
+        t0 = columns[:, 0]  # [B]
         if self.kind == "fourier":
-            e = fourier_embedding(t, self.freq_dim, self.fourier_scale)
+            e = fourier_embedding(t0, self.freq_dim, self.fourier_scale)
         elif self.kind == "sinusoidal":
-            e = sinusoidal_embedding(t, self.freq_dim)
+            e = sinusoidal_embedding(t0, self.freq_dim)
         else:
             raise ValueError(f"time embedding {self.kind=} must be one of {sorted(EMBEDDINGS)}")
         dense = dict(kernel_init=self.kernel_init, dtype=self.dtype, param_dtype=self.param_dtype)
         h = nn.Dense(self.features, name="dense_0", **dense)(e)
-        return nn.Dense(self.features, name="dense_1", **dense)(nn.silu(h))
+        out = nn.Dense(self.features, name="dense_1", **dense)(nn.silu(h))  # [B, features]
+        for k in range(1, columns.shape[1]):
+            out = out + self.clone(name=f"column_{k}", parent=self)(columns[:, k])
+        return out
 
 
 class LabelEmbedding(nn.Module):

@@ -10,11 +10,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import Array
 
-from diffjax.models.layers import Dtype, LabelEmbedding, TimeEmbedding, check_cond
+from diffjax.models.layers import Dtype, LabelEmbedding, TimeEmbedding, broadcast_times, check_cond
 
 
 class MLP(nn.Module):
-    """Residual MLP on [B, D] conditioned on t [B] and optional labels [B].
+    """Residual MLP on [B, D] conditioned on t [B] (or [B, K]) and optional labels [B].
 
     Attributes:
       features: hidden width.
@@ -36,14 +36,14 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, t: Array, cond: Array | None = None, train: bool = False) -> Array:
-        """x: [B, D], t: [B], cond: [B] or None -> [B, out_channels] float32."""
+        """x: [B, D], t: [B] or [B, K], cond: [B] or None -> [B, out_channels] float32."""
         if x.ndim != 2:
             raise ValueError(f"MLP takes vectors [B, D], got {x.shape=}")
         check_cond(cond, self.num_classes)
         b = x.shape[0]
         dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         emb = TimeEmbedding(self.features, self.features, kind=self.time_embedding, **dt)(
-            jnp.broadcast_to(t, (b,))
+            broadcast_times(t, b)
         )
         if self.num_classes is not None:
             emb = emb + LabelEmbedding(self.num_classes, self.features, **dt)(cond, b)

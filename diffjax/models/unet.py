@@ -34,7 +34,14 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from diffjax.models.layers import Dtype, LabelEmbedding, SelfAttention, TimeEmbedding, check_cond
+from diffjax.models.layers import (
+    Dtype,
+    LabelEmbedding,
+    SelfAttention,
+    TimeEmbedding,
+    broadcast_times,
+    check_cond,
+)
 
 _zeros = nn.initializers.zeros
 
@@ -180,7 +187,7 @@ class UNetBackbone(nn.Module):
         return dict(dtype=self.dtype, param_dtype=self.param_dtype)
 
     def _embed(self, t: Array, labels: Array | None, batch: int) -> Array:
-        """The conditioning vector [B, 4 ch] from t [B] and optional labels [B]."""
+        """The conditioning vector [B, 4 ch] from t [B] or [B, K] and optional labels [B]."""
         check_cond(labels, self.num_classes)
         emb = TimeEmbedding(
             4 * self.ch,
@@ -189,7 +196,7 @@ class UNetBackbone(nn.Module):
             fourier_scale=self.fourier_scale,
             name="time_embedding",
             **self._dt(),
-        )(jnp.broadcast_to(t, (batch,)))
+        )(broadcast_times(t, batch))
         if self.num_classes is not None:
             emb = emb + LabelEmbedding(self.num_classes, 4 * self.ch, **self._dt())(labels, batch)
         return emb
@@ -263,7 +270,7 @@ class UNet(UNetBackbone):
         cond: Array | Mapping[str, Array] | None = None,
         train: bool = False,
     ) -> Array:
-        """Args: x [B, H, W, C]; t [B]; cond labels [B] or a mapping (module docstring).
+        """Args: x [B, H, W, C]; t [B] or [B, K]; cond labels [B] or a mapping (module docstring).
 
         Returns: [B, H, W, out_channels] float32.
         """

@@ -60,3 +60,45 @@ def test_unknown_time_embedding_raises():
     module = layers.TimeEmbedding(8, 8, kind="gaussian")
     with pytest.raises(ValueError, match="sinusoidal"):
         module.init(jax.random.key(0), jnp.zeros(2))
+
+
+def _numpy_time_mlp(params, t):
+    """Dense(SiLU(Dense(e(t)))) in NumPy with the sinusoidal e of Ho et al. (s = 1000)."""
+    half = params["dense_0"]["kernel"].shape[0] // 2
+    args = 1000.0 * t[:, None] * 10000.0 ** (-np.arange(half) / half)[None, :]
+    e = np.concatenate([np.sin(args), np.cos(args)], 1)
+    h = e @ np.asarray(params["dense_0"]["kernel"]) + np.asarray(params["dense_0"]["bias"])
+    h = h / (1.0 + np.exp(-h))
+    return h @ np.asarray(params["dense_1"]["kernel"]) + np.asarray(params["dense_1"]["bias"])
+
+
+def test_time_embedding_of_several_times_sums_one_mlp_per_column():
+    module = layers.TimeEmbedding(features=6, freq_dim=8)
+    t = jax.random.uniform(jax.random.key(0), (3,))
+    r = jax.random.uniform(jax.random.key(1), (3,)) * t
+    times = jnp.stack([t, t - r], axis=1)  # [B, 2]: MeanFlow's (t, t - r)
+    single = module.init(jax.random.key(2), t)["params"]
+    # [B, 1] is the single-time case: the same parameter tree and the same output.
+    column = module.init(jax.random.key(2), t[:, None])["params"]
+    assert jax.tree.structure(column) == jax.tree.structure(single)
+    apply = jax.jit(module.apply)
+    one = {"params": single}
+    np.testing.assert_array_equal(apply(one, t[:, None]), apply(one, t))
+
+    two = module.init(jax.random.key(2), times)["params"]
+    assert sorted(two) == ["column_1", "dense_0", "dense_1"]
+    assert jax.tree.structure(two["column_1"]) == jax.tree.structure(single)
+    out = apply({"params": two}, times)
+    tn, dn = np.asarray(t, np.float64), np.asarray(t - r, np.float64)
+    expected = _numpy_time_mlp(two, tn) + _numpy_time_mlp(two["column_1"], dn)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+    # The second column is not ignored.
+    shifted = apply({"params": two}, times.at[:, 1].add(0.1))
+    assert float(jnp.max(jnp.abs(shifted - out))) > 1e-3
+
+
+def test_broadcast_times():
+    np.testing.assert_array_equal(layers.broadcast_times(jnp.float32(0.5), 3), jnp.full(3, 0.5))
+    assert layers.broadcast_times(jnp.zeros((1, 2)), 3).shape == (3, 2)
+    with pytest.raises(ValueError, match="B, K"):
+        layers.broadcast_times(jnp.zeros((3, 2, 1)), 3)
