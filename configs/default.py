@@ -13,7 +13,7 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.mode = "train"  # train | sample | evaluate (and later: eval_bpd, distill, reflow)
+    config.mode = "train"  # train | sample | evaluate | eval_bpd | distill | reflow
     config.method = "ddpm"  # a name in diffjax.methods
     config.seed = 0  # seeds init, data order, training noise and sampling
 
@@ -31,6 +31,12 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Keywords of the method's builder, diffjax.methods.get(method)(process=..., **loss).
     config.loss = ml_collections.ConfigDict({"prediction": "eps"})
+
+    # A trained run to learn from: the teacher of distillation methods (consistency
+    # distillation, progressive distillation) and/or the initialisation of this run.
+    config.teacher = ml_collections.ConfigDict()
+    config.teacher.workdir = ""  # workdir of a finished mode=train run ("" for none)
+    config.teacher.init_student = False  # start params["model"] from the teacher's EMA params
 
     config.optim = ml_collections.ConfigDict()
     config.optim.optimizer = "adamw"  # adam | adamw
@@ -57,6 +63,19 @@ def get_config() -> ml_collections.ConfigDict:
     config.sample.clip_x0 = True  # clip predicted x0 to [-1, 1] for discrete data (images)
     config.sample.num_samples = 64  # samples per grid / per `mode=sample` run
     config.sample.options = ml_collections.ConfigDict()  # extra sampler keywords (eta, ...)
+
+    # mode=distill: progressive distillation rounds from teacher.workdir (diffjax/train/distill.py)
+    config.distill = ml_collections.ConfigDict()
+    config.distill.start_steps = 8  # student DDIM steps of the first round (its teacher: 2x)
+    config.distill.end_steps = 1  # halve until the student takes this many steps
+
+    # mode=reflow (k-rectified flow from teacher.workdir; see diffjax/train/reflow.py)
+    config.reflow = ml_collections.ConfigDict()
+    config.reflow.rounds = 1  # reflow rounds k (round k trains the (k + 1)-rectified flow)
+    config.reflow.num_pairs = 10000  # (noise, sample) pairs simulated per round
+    config.reflow.ode_steps = 100  # RK4 steps of the pair simulation and the path metrics
+    config.reflow.pair_batch_size = 1000  # examples per jitted simulation batch
+    config.reflow.eval_nfes = (1, 2, 4, 8)  # Euler step counts at which each flow is scored
 
     config.eval = ml_collections.ConfigDict()
     config.eval.num_samples = 500  # generated samples for the Frechet distance

@@ -28,7 +28,7 @@ from absl import app, flags
 from configs import default, rectified_flow_toy2d
 from diffjax import likelihood
 from diffjax.data import toy2d
-from diffjax.train import generate, loop
+from diffjax.train import loop, runs
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -63,7 +63,7 @@ def main(argv):
     config = make_config(FLAGS.config)
     workdir = os.path.join(FLAGS.workdir, FLAGS.config)
     loop.train(config, workdir)
-    exp, state = generate.restore_latest(config, workdir)
+    exp, state = runs.restore_latest(config, workdir)
     denoiser = exp.recipe.denoiser(exp.apply_fn, state.ema_params)
     truth = toy2d.eight_gaussians_mixture()
     nll = jax.jit(lambda x: likelihood.nll(None, denoiser, x, trace="exact"))

@@ -27,7 +27,7 @@ from absl import app, flags, logging
 from configs import default
 from diffjax import denoisers, samplers
 from diffjax.evaluation.sample_quality import SampleQuality
-from diffjax.train import generate, loop
+from diffjax.train import loop, runs
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -81,7 +81,7 @@ def main(argv):
     start = time.perf_counter()
     loop.train(config, workdir)  # returns at once when the workdir holds the finished run
     train_seconds = time.perf_counter() - start
-    exp, state = generate.restore_latest(config, workdir)
+    exp, state = runs.restore_latest(config, workdir)
     params = state.ema_params
 
     train, test = exp.dataset.as_array("train"), exp.dataset.as_array("test")

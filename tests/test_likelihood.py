@@ -13,7 +13,7 @@ from diffjax import likelihood, ode, processes
 from diffjax.analytic.gaussian import GaussianMixture
 from diffjax.data import toy2d
 from diffjax.predictions import Denoiser
-from diffjax.train import generate, loop
+from diffjax.train import loop, runs
 
 _rng = np.random.default_rng(0)
 D = 4
@@ -154,7 +154,7 @@ def test_trained_rectified_flow_on_eight_gaussians(tmp_path):
     config.data.kwargs.distribution = "eight_gaussians"
     config.eval.at_end = False
     loop.train(config, str(tmp_path))
-    exp, state = generate.restore_latest(config, str(tmp_path))
+    exp, state = runs.restore_latest(config, str(tmp_path))
     den = exp.recipe.denoiser(exp.apply_fn, state.ema_params)
     x = jnp.asarray(exp.dataset.as_array("test", 500)["x"])
     model_nll = np.asarray(jax.jit(lambda x: likelihood.nll(None, den, x, trace="exact"))(x)["nll"])

@@ -136,6 +136,62 @@ class _Dequantize(grain.transforms.RandomMap):
         return {"x": dequantize(element["v"], u, self.num_bins), "label": element["label"]}
 
 
+def index_batches(
+    num_examples: int,
+    batch_size: int,
+    *,
+    seed: int,
+    shuffle: bool = True,
+    num_epochs: int | None = None,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+) -> grain.MapDataset:
+    """This host's batches of record indices [batch_size // shard_count] (see `Dataset.loader`).
+
+    Raises:
+      ValueError: bad batch size, shard, seed or epochs.
+    """
+    shard_index = jax.process_index() if shard_index is None else shard_index
+    shard_count = jax.process_count() if shard_count is None else shard_count
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"need 0 <= {shard_index=} < {shard_count=}")
+    if batch_size <= 0 or batch_size % shard_count:
+        raise ValueError(f"{batch_size=} must be a positive multiple of {shard_count=}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"{seed=} must be a non-negative 32-bit integer")
+    if num_epochs is not None and num_epochs <= 0:
+        raise ValueError(f"{num_epochs=} must be positive or None (forever)")
+    indices = grain.MapDataset.range(num_examples)
+    if shuffle:
+        indices = indices.shuffle(seed=seed)
+    return indices.repeat(num_epochs)[shard_index::shard_count].batch(
+        batch_size // shard_count, drop_remainder=True
+    )
+
+
+def array_loader(
+    arrays: Mapping[str, np.ndarray], batch_size: int, *, seed: int, **kwargs
+) -> grain.IterDataset:
+    """A checkpointable grain pipeline over in-memory arrays of equal length (e.g. reflow's
+    {"x": Z_0, "noise": Z_1} pairs), yielding this host's part of each global batch as dicts.
+
+    Args:
+      arrays: name -> [N, ...] arrays.
+      batch_size: the global batch.
+      seed: the shuffling order.
+      **kwargs: `shuffle`, `num_epochs`, `shard_index`, `shard_count` of `index_batches`.
+
+    Raises:
+      ValueError: for arrays of different lengths or a bad batch / shard / seed.
+    """
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"arrays must have one length, got {lengths}")
+    num_examples = next(iter(lengths.values()))
+    batches = index_batches(num_examples, batch_size, seed=seed, **kwargs)
+    return batches.map(_Gather(dict(arrays))).to_iter_dataset()
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     """A prepared array_record tfds builder and how to turn its records into model inputs.
@@ -222,34 +278,26 @@ class Dataset:
           ValueError: bad batch size, shard, seed, epochs or threads, or dequantize on
             continuous data.
         """
-        shard_index = jax.process_index() if shard_index is None else shard_index
-        shard_count = jax.process_count() if shard_count is None else shard_count
-        if not 0 <= shard_index < shard_count:
-            raise ValueError(f"need 0 <= {shard_index=} < {shard_count=}")
-        if batch_size <= 0 or batch_size % shard_count:
-            raise ValueError(f"{batch_size=} must be a positive multiple of {shard_count=}")
-        if not 0 <= seed < 2**32:
-            raise ValueError(f"{seed=} must be a non-negative 32-bit integer")
-        if num_epochs is not None and num_epochs <= 0:
-            raise ValueError(f"{num_epochs=} must be positive or None (forever)")
         if num_threads < 0:
             raise ValueError(f"{num_threads=} must be >= 0")
         if dequantize and self.num_bins is None:
             raise ValueError(f"dequantize=True needs discrete data; {self.name} is continuous")
+        shard_index = jax.process_index() if shard_index is None else shard_index
         source = self.source(split)
         stack = _Stack(self.x_key, self.label_key, self.image_size)
         if self.in_memory:
             read = _Gather(stack([source[i] for i in range(len(source))]))
         else:
             read = _Read(source, stack)
-        indices = grain.MapDataset.range(len(source))
-        if shuffle:
-            indices = indices.shuffle(seed=seed)
-        batches = (
-            indices.repeat(num_epochs)[shard_index::shard_count]
-            .batch(batch_size // shard_count, drop_remainder=True)
-            .map(read)
-        )
+        batches = index_batches(
+            len(source),
+            batch_size,
+            seed=seed,
+            shuffle=shuffle,
+            num_epochs=num_epochs,
+            shard_index=shard_index,
+            shard_count=shard_count,
+        ).map(read)
         if dequantize:
             # Noise seed per (seed, host): hosts dequantize their batch j independently.
             noise_seed = int(np.random.SeedSequence([seed, shard_index]).generate_state(1)[0])

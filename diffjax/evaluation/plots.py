@@ -139,3 +139,29 @@ def save_loss_curve(
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, format="png")
+
+
+def save_quality_vs_nfe(
+    path: str,
+    curves: dict[str, tuple[list[int], list[float]]],
+    floor: float | None = None,
+    ylabel: str = "Frechet distance",
+    title: str = "",
+) -> None:
+    """Writes a PNG of sample quality against network evaluations: one line per name in
+    `curves` (name -> (nfes, values)), log-log, with an optional floor (train vs test) line."""
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.subplots()
+    for name, (nfes, values) in curves.items():
+        ax.plot(nfes, values, "o-", label=name)
+    if floor is not None:
+        ax.axhline(floor, color="k", ls=":", label="floor: train vs test")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("network evaluations (NFE)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png")

@@ -2,9 +2,13 @@
 
 A method file builds a Recipe from typed keyword arguments; the trainer only talks to Recipes.
 
-Parameters: the trainer keeps one param tree `{"model": <network params>, **aux}` where `aux` is
-what `Recipe.init_aux` returns (e.g. VDM's learned schedule under "schedule"); losses receive
-the whole tree.
+Parameters: the trainer keeps the trained tree `{"model": <network params>, **aux}` where `aux`
+is what `Recipe.init_aux` returns (e.g. VDM's learned schedule under "schedule"), and beside it
+the frozen tree: `"teacher"` (the trained network a distillation method learns from, loaded by
+the trainer from `config.teacher.workdir`) and what `Recipe.init_frozen` returns (e.g. the EMA
+target network of consistency training under "target"), which takes no gradient and is moved
+only by `Recipe.update_frozen`. Losses receive both trees merged, and the batch carries the
+training step under "step" (for curricula such as consistency training's N(k)).
 
 `ApplyFn` is the network as a pure function:
   apply_fn(model_params, x: [B, ...], t: [B], cond=None, key=None) -> output [B, ...]
@@ -31,6 +35,11 @@ def _no_aux(key: Array) -> dict:
     return {}
 
 
+def _no_frozen(params: Params) -> dict:
+    del params
+    return {}
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """One method: its process, what the network predicts, its loss and its default sampler.
@@ -49,6 +58,13 @@ class Recipe:
       vlb: for methods with a variational bound (DDPM, VDM), `vlb(denoiser, x0, key, num_bins)`
         -> an unbiased estimate of the bound in nats per example [B]; `mode=eval_bpd` reports it
         beside the probability-flow ODE's bits/dim.
+      teacher: the loss reads `params["teacher"]`, a trained network of the same architecture
+        (consistency distillation, progressive distillation).
+      init_frozen: trained params -> dict of extra frozen params (e.g. {"target": ...}).
+      update_frozen: (frozen, trained params after the update, step) -> frozen, run after every
+        optimizer step (e.g. the EMA target network); None leaves the frozen params as they are.
+      num_times: times per example the network sees: 1 (t [B]) or 2 (MeanFlow's (t, t - r),
+        [B, 2]); the parameters are initialised with that shape.
     """
 
     name: str
@@ -61,6 +77,14 @@ class Recipe:
     init_aux: Callable[[Array], dict] = _no_aux
     bind_process: Callable[[Params], Process] | None = None
     vlb: Callable[[Denoiser, Array, Array, int], Array] | None = None
+    teacher: bool = False
+    init_frozen: Callable[[Params], dict] = _no_frozen
+    update_frozen: Callable[[dict, Params, Array], dict] | None = None
+    num_times: int = 1
+
+    def __post_init__(self):
+        if self.num_times not in (1, 2):
+            raise ValueError(f"Recipe {self.name}: num_times={self.num_times} must be 1 or 2")
 
     def process_for(self, params: Params) -> Process:
         """The process with the learned parts of `params` bound in."""

@@ -28,6 +28,7 @@ Schedules (k the training step, K the total): N(k) = ceil(sqrt(k/K ((s1+1)^2 - s
 K' = floor(K / (log2 floor(s1/s0) + 1)) (iCT).
 """
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from diffjax.methods.base import ApplyFn, Batch, LossFn, Params, Recipe
-from diffjax.predictions import Denoiser
+from diffjax.predictions import Denoiser, ModelFn, Preconditioning
 from diffjax.processes import Process, expand
 
 METRICS = ("l2", "l1", "pseudo_huber")
@@ -63,6 +64,23 @@ def boundary_coefs(process: Process, t: Array, t_min: float, sigma_data: float):
     return c_skip, c_out
 
 
+@dataclasses.dataclass(frozen=True)
+class ConsistencyBoundary(Preconditioning):
+    """f(x, t) = c_skip(t) x + c_out(t) F(x, t): the network as a consistency function, read as
+    the x0 prediction (its value is the trajectory's point at t_min)."""
+
+    t_min: float = 0.002
+    sigma_data: float = 0.5
+    kind: str = dataclasses.field(default="x0", init=False)
+
+    def wrap(self, net: ModelFn, process: Process) -> ModelFn:
+        def f(x: Array, t: Array) -> Array:
+            c_skip, c_out = boundary_coefs(process, t, self.t_min, self.sigma_data)
+            return expand(c_skip, x) * x + expand(c_out, x) * net(x, t)
+
+        return f
+
+
 def consistency_fn(
     apply_fn: ApplyFn,
     model_params: Params,
@@ -73,12 +91,8 @@ def consistency_fn(
     key: Array | None = None,
 ) -> ConsistencyFn:
     """f(x [B, ...], t [B]) = c_skip(t) x + c_out(t) F_theta(x, t)."""
-
-    def f(x: Array, t: Array) -> Array:
-        c_skip, c_out = boundary_coefs(process, t, t_min, sigma_data)
-        return expand(c_skip, x) * x + expand(c_out, x) * apply_fn(model_params, x, t, cond, key)
-
-    return f
+    net = lambda x, t: apply_fn(model_params, x, t, cond, key)  # noqa: E731
+    return ConsistencyBoundary(t_min, sigma_data).wrap(net, process)
 
 
 def time_grid(num_scales: Array, t_min: float, t_max: float, rho: float, i: Array) -> Array:
@@ -204,7 +218,7 @@ def consistency(
     s0: int = 10,
     s1: int = 1280,
     mu0: float = 0.0,
-    num_sample_steps: int = 1,
+    rho_sample: float = 7.0,
 ) -> Recipe:
     """Consistency distillation ("cd") or training ("ct").
 
@@ -215,8 +229,9 @@ def consistency(
 
     The loss reads `batch["step"]` (the training step k) when the schedule is not constant,
     `params["target"]` (the EMA target, else stop_gradient(params["model"])) and, for CD,
-    `params["teacher"]`. The trainer keeps `params["target"] = ema_update(target, model, mu(k))`
-    with mu(k) = `target_decay(N(k), s0, mu0)`.
+    `params["teacher"]`. With mu0 > 0 the recipe keeps the frozen target: it starts at the
+    model and after every step becomes `ema_update(target, model, mu(k))` with
+    mu(k) = `target_decay(N(k), s0, mu0)`.
 
     Args:
       process: the forward process of the model (EDM/VE, VP, ...).
@@ -238,7 +253,7 @@ def consistency(
       s0: initial N (CT, iCT).
       s1: final (or constant) N.
       mu0: EMA decay at k = 0 (0 for no EMA target).
-      num_sample_steps: default steps of multistep consistency sampling.
+      rho_sample: exponent of the multistep sampling grid (samplers "consistency").
 
     Raises:
       ValueError: for unknown or inconsistent options.
@@ -259,8 +274,6 @@ def consistency(
         raise ValueError(f"need 0 < {t_min=} < {t_max=} <= 1")
     if sigma_data <= 0.0 or rho <= 0.0 or p_std <= 0.0 or not 0.0 <= mu0 < 1.0:
         raise ValueError(f"need positive {sigma_data=}, {rho=}, {p_std=} and 0 <= {mu0=} < 1")
-    if num_sample_steps < 1:
-        raise ValueError(f"{num_sample_steps=} must be >= 1")
     n_of_k = num_scales_schedule(schedule, total_steps, s0, s1)
     max_scales = s1 + 1
 
@@ -310,46 +323,21 @@ def consistency(
 
         return loss
 
+    def init_target(params: Params) -> dict:
+        return {"target": params["model"]} if mu0 > 0.0 else {}
+
+    def update_target(frozen: Params, params: Params, step: Array) -> Params:
+        mu = target_decay(n_of_k(step), s0, mu0)
+        return {**frozen, "target": ema_update(frozen["target"], params["model"], mu)}
+
     return Recipe(
         name="consistency",
         process=process,
-        prediction="x0",
+        prediction=ConsistencyBoundary(t_min, sigma_data),
         make_loss=make_loss,
         sampler="consistency",
-        sampler_options={"num_steps": num_sample_steps, "t_min": t_min, "t_max": t_max},
+        sampler_options={"t_min": t_min, "t_max": t_max, "rho": rho_sample},
+        teacher=mode == "cd",
+        init_frozen=init_target,
+        update_frozen=update_target if mu0 > 0.0 else None,
     )
-
-
-def multistep_sample(
-    f: ConsistencyFn, key: Array, x_init: Array, taus: Array, process: Process, t_min: float
-) -> Array:
-    """Multistep consistency sampling (seed 001, Algorithm 1) for any process.
-
-    x <- f(x_init, taus[0]); then for each later tau, with x = alpha_min x_0 + sigma_min eps at the
-    boundary, x_tau = (alpha(tau) / alpha_min) x + sqrt(sigma(tau)^2 - (alpha(tau) s(t_min))^2) z
-    has exactly the law of q(x_tau | x_0), and x <- f(x_tau, tau). For a VE process this is
-    seed 001's x + sqrt(tau^2 - eps^2) z.
-
-    Args:
-      f: the consistency function (x [B, ...], t [B]) -> x [B, ...].
-      key: PRNG key for the re-noising.
-      x_init: noise at taus[0], [B, ...].
-      taus: decreasing times [S], S >= 1; taus[0] = t_max (S = 1 is one-step sampling).
-      process: the forward process.
-      t_min: the boundary time of f.
-    """
-    b = x_init.shape[0]
-    x = f(x_init, jnp.full((b,), taus[0]))
-    alpha_min = process.alpha(jnp.float32(t_min))
-    s_min = noise_level(process, jnp.float32(t_min))
-
-    def step(x, inputs):
-        tau, k = inputs
-        alpha, sigma = process.alpha(tau), process.sigma(tau)
-        std = jnp.sqrt(jnp.maximum(jnp.square(sigma) - jnp.square(alpha * s_min), 0.0))
-        x_tau = (alpha / alpha_min) * x + std * jax.random.normal(k, x.shape, x.dtype)
-        return f(x_tau, jnp.full((b,), tau)), None
-
-    keys = jax.random.split(key, taus.shape[0] - 1)
-    x, _ = jax.lax.scan(step, x, (taus[1:], keys))
-    return x

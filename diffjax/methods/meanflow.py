@@ -19,10 +19,13 @@ v_tgt = omega v + (1 - omega) u_theta(z_t, t, t | null) (with label dropout for 
 
 The network sees both times: `apply_fn(model_params, z, times, cond, key)` with
 times = stack([t, t - r], -1) of shape [B, 2], t first, so a model embeds each column (the
-paper conditions on (t, t - r)). Sampling is 1 or a few steps z_{t_{i+1}} = z_{t_i} -
-(t_i - t_{i+1}) u(z_{t_i}, t_{i+1}, t_i) from z_1 ~ N(0, I).
+paper conditions on (t, t - r)). As a Denoiser (prediction `AverageVelocity`), a call with
+times [B] is the instantaneous velocity u(z, t, t), so every ODE sampler and the likelihood work
+on it, and the "meanflow" sampler calls it with both times: 1 or a few steps
+z_{t_{i+1}} = z_{t_i} - (t_i - t_{i+1}) u(z_{t_i}, t_{i+1}, t_i) from z_1 ~ N(0, I).
 """
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -31,19 +34,36 @@ from jax import Array
 
 from diffjax.methods.base import ApplyFn, Batch, LossFn, Params, Recipe
 from diffjax.methods.flow_matching import time_sampler
+from diffjax.predictions import ModelFn, Preconditioning
 from diffjax.processes import Process, expand
 
-AverageVelocity = Callable[[Array, Array, Array], Array]
+AverageVelocityFn = Callable[[Array, Array, Array], Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class AverageVelocity(Preconditioning):
+    """The average-velocity network as a velocity model: times [B] mean r = t, i.e. (t, 0);
+    times [B, 2] = (t, t - r) pass through (the "meanflow" sampler)."""
+
+    kind: str = dataclasses.field(default="velocity", init=False)
+
+    def wrap(self, net: ModelFn, process: Process) -> ModelFn:
+        del process
+
+        def model_fn(x: Array, t: Array) -> Array:
+            return net(x, t if t.ndim == 2 else jnp.stack([t, jnp.zeros_like(t)], axis=-1))
+
+        return model_fn
 
 
 def average_velocity(
     apply_fn: ApplyFn, model_params: Params, cond: Array | None = None, key: Array | None = None
-) -> AverageVelocity:
+) -> AverageVelocityFn:
     """u(z [B, ...], r [B], t [B]) -> [B, ...]: the network called on times [B, 2] = (t, t - r)."""
     return lambda z, r, t: apply_fn(model_params, z, jnp.stack([t, t - r], axis=-1), cond, key)
 
 
-def meanflow_target(u_fn: AverageVelocity, z: Array, r: Array, t: Array, v: Array):
+def meanflow_target(u_fn: AverageVelocityFn, z: Array, r: Array, t: Array, v: Array):
     """u(z_t, r, t) and the MeanFlow target v - (t - r) (v d_z u + d_t u), by one jvp.
 
     Args:
@@ -70,24 +90,6 @@ def sample_times(
     return jnp.where(jax.random.uniform(k3, (n,)) < equal_fraction, t, r), t
 
 
-def sample(u_fn: AverageVelocity, z1: Array, num_steps: int = 1) -> Array:
-    """Few-step MeanFlow sampling on the uniform grid t_i = 1 - i / N; z1: [B, ...] noise.
-
-    z_{t_{i+1}} = z_{t_i} - (t_i - t_{i+1}) u(z_{t_i}, t_{i+1}, t_i); N = 1 is one network call.
-    """
-    if num_steps < 1:
-        raise ValueError(f"{num_steps=} must be >= 1")
-    ts = jnp.linspace(1.0, 0.0, num_steps + 1)
-    b = z1.shape[0]
-
-    def step(z, pair):
-        t, r = pair
-        return z - (t - r) * u_fn(z, jnp.full((b,), r), jnp.full((b,), t)), None
-
-    z0, _ = jax.lax.scan(step, z1, (ts[:-1], ts[1:]))
-    return z0
-
-
 def meanflow(
     process: Process,
     prediction: str = "velocity",
@@ -100,7 +102,6 @@ def meanflow(
     guidance_scale: float = 1.0,
     cond_drop_prob: float = 0.1,
     null_cond: int = -1,
-    num_sample_steps: int = 1,
 ) -> Recipe:
     """MeanFlow: the average-velocity network trained with the jvp target.
 
@@ -119,7 +120,6 @@ def meanflow(
       guidance_scale: omega of the CFG target (1 = no guidance); needs labels in the batch.
       cond_drop_prob: probability of replacing a label by `null_cond` (CFG training).
       null_cond: the null label, i.e. the model's `num_classes` (required when omega != 1).
-      num_sample_steps: default number of sampling steps (1 or 2 in the paper).
 
     Raises:
       ValueError: for out-of-range options.
@@ -132,8 +132,6 @@ def meanflow(
         raise ValueError(f"need {adaptive_power=} >= 0 and {adaptive_eps=} > 0")
     if guidance_scale != 1.0 and null_cond < 0:
         raise ValueError(f"{guidance_scale=} needs the model's null label as null_cond >= 0")
-    if num_sample_steps < 1:
-        raise ValueError(f"{num_sample_steps=} must be >= 1")
     sample_t = time_sampler(time_distribution, time_loc, time_scale)
 
     def make_loss(apply_fn: ApplyFn) -> LossFn:
@@ -169,8 +167,8 @@ def meanflow(
     return Recipe(
         name="meanflow",
         process=process,
-        prediction="velocity",
+        prediction=AverageVelocity(),
         make_loss=make_loss,
         sampler="meanflow",
-        sampler_options={"num_steps": num_sample_steps},
+        num_times=2,
     )

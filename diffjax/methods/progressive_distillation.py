@@ -114,4 +114,5 @@ def progressive_distillation(
         make_loss=make_loss,
         sampler="ddim",
         sampler_options={"eta": 0.0},
+        teacher=True,
     )

@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable
 
 from diffjax import _registry
-from diffjax.samplers import ancestral, dpm_solver, edm, langevin, pf_ode, sde
+from diffjax.samplers import ancestral, dpm_solver, edm, few_step, langevin, pf_ode, sde
 from diffjax.samplers.base import Sampler
 
 _SAMPLERS: dict[str, Callable[..., Sampler]] = {
@@ -29,6 +29,8 @@ _SAMPLERS: dict[str, Callable[..., Sampler]] = {
     "dpm_solver": dpm_solver.DPMSolver,
     "dpm_solver_pp": dpm_solver.DPMSolverPP,
     "edm_heun": edm.EDMHeun,
+    "consistency": few_step.Consistency,
+    "meanflow": few_step.MeanFlow,
 }
 
 

@@ -56,7 +56,7 @@ class Experiment:
         """`{"model": network params, **recipe aux params}` from one key."""
         model_key, aux_key = jax.random.split(key)
         x = jnp.zeros((1, *self.dataset.shape), jnp.float32)
-        t = jnp.zeros((1,), jnp.float32)
+        t = jnp.zeros((1,) if self.recipe.num_times == 1 else (1, self.recipe.num_times))
         model_params = self.model.init({"params": model_key}, x, t, cond=None, train=False)
         return {"model": model_params["params"], **self.recipe.init_aux(aux_key)}
 

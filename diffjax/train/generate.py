@@ -11,29 +11,13 @@ import numpy as np
 from tqdm import tqdm
 
 from diffjax.evaluation.bpd import evaluate_bpd
-from diffjax.train import checkpoint, experiment, loop, outputs, sharding
-
-
-def restore_latest(config: ml_collections.ConfigDict, workdir: str):
-    """The Experiment of `config` and the TrainState of the latest checkpoint in `workdir`."""
-    exp = experiment.build(config)
-    _, create = loop.state_constructor(config, exp)
-    replicated = sharding.replicated(sharding.make_mesh())
-    abstract = checkpoint.abstract_like(
-        jax.eval_shape(create, jax.random.PRNGKey(config.seed)), replicated
-    )
-    manager = checkpoint.make_manager(workdir, config.training.keep_checkpoints)
-    if manager.latest_step() is None:
-        raise FileNotFoundError(
-            f"no checkpoint in {workdir}/checkpoints: train first with --config.mode=train"
-        )
-    return exp, checkpoint.restore(manager, abstract)
+from diffjax.train import outputs, runs, sharding
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Samples `sample.num_samples` with `sample.sampler` / `sample.num_steps` / options; writes
     `samples/sample_<sampler>_<steps>.{png,npz,json}` and returns the JSON (NFE, seconds)."""
-    exp, state = restore_latest(config, workdir)
+    exp, state = runs.restore_latest(config, workdir)
     fn = jax.jit(lambda p, k: exp.sample(p, k, config.sample.num_samples))
     key = jax.random.PRNGKey(config.seed)
     start = time.perf_counter()
@@ -63,14 +47,14 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Recomputes metrics.json (sample quality of the EMA params) for the latest checkpoint."""
-    exp, state = restore_latest(config, workdir)
+    exp, state = runs.restore_latest(config, workdir)
     return outputs.evaluate_sample_quality(config, exp, state, workdir)
 
 
 def eval_bpd(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Bits/dim of the test split through the probability-flow ODE (dequantized as score_sde);
     writes `<workdir>/bpd.json` with the mean, standard error, NFE and wall time."""
-    exp, state = restore_latest(config, workdir)
+    exp, state = runs.restore_latest(config, workdir)
     ec = config.eval
     mesh = sharding.make_mesh()
     sharding.check_batch_size(ec.bpd_batch_size, mesh)

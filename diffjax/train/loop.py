@@ -14,19 +14,15 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from diffjax.train import checkpoint, experiment, outputs, sharding
-from diffjax.train.optim import learning_rate_schedule, make_optimizer
-from diffjax.train.state import TrainState, create_train_state, make_train_step
+from diffjax.data import pipeline
+from diffjax.train import checkpoint, experiment, outputs, runs, sharding
+from diffjax.train.optim import learning_rate_schedule
+from diffjax.train.state import TrainState, make_train_step
 from diffjax.train.writer import MetricWriter
 
 
 class NonFiniteLossError(FloatingPointError):
     """The loss or gradient became NaN / inf; the message says where to resume from."""
-
-
-def _optimizer_kwargs(optim: ml_collections.ConfigDict, total_steps: int) -> dict:
-    kwargs = {k: v for k, v in optim.to_dict().items() if k != "ema_decay"}
-    return {**kwargs, "total_steps": total_steps}
 
 
 def _check_training_config(training: ml_collections.ConfigDict) -> None:
@@ -37,36 +33,45 @@ def _check_training_config(training: ml_collections.ConfigDict) -> None:
         raise ValueError(f"training.sample_every={training.sample_every} must be >= 0")
 
 
-def state_constructor(config: ml_collections.ConfigDict, exp: experiment.Experiment):
-    """The optimizer and `create(key) -> TrainState` of `config` (also the restore template)."""
-    optimizer = make_optimizer(**_optimizer_kwargs(config.optim, config.training.num_steps))
-    create = functools.partial(create_train_state, init_params=exp.init_params, optimizer=optimizer)
-    return optimizer, create
+def train(
+    config: ml_collections.ConfigDict, workdir: str, train_arrays: dict | None = None
+) -> TrainState:
+    """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final state.
 
-
-def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-    """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final state."""
+    Args:
+      config: the run's config; `config.teacher.workdir` names a trained run whose EMA network
+        is the teacher (methods that distil) and/or the initialisation
+        (`config.teacher.init_student`).
+      workdir: where checkpoints, logs, samples and metrics go.
+      train_arrays: train on these in-memory arrays (name -> [N, ...], e.g. reflow's
+        {"x": Z_0, "noise": Z_1}) instead of the dataset's train split.
+    """
     tc = config.training
     _check_training_config(tc)
     exp = experiment.build(config)
     mesh = sharding.make_mesh()
     sharding.check_batch_size(tc.batch_size, mesh)
     replicated = sharding.replicated(mesh)
+    runs.save_config(config, workdir)
 
-    optimizer, create = state_constructor(config, exp)
+    optimizer, create = runs.state_constructor(config, exp, runs.load_teacher(config, exp))
     lr = learning_rate_schedule(
         config.optim.learning_rate, config.optim.schedule, config.optim.warmup_steps, tc.num_steps
     )
     loss_fn = exp.recipe.make_loss(exp.apply_fn)
     train_step = jax.jit(
-        make_train_step(loss_fn, optimizer, config.optim.ema_decay),
+        make_train_step(loss_fn, optimizer, config.optim.ema_decay, exp.recipe.update_frozen),
         in_shardings=(replicated, sharding.batch_sharding(mesh)),
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
     seed_key = jax.random.PRNGKey(config.seed)
 
-    data_iterator = iter(exp.dataset.loader("train", tc.batch_size, seed=config.seed, shuffle=True))
+    if train_arrays is None:
+        loader = exp.dataset.loader("train", tc.batch_size, seed=config.seed, shuffle=True)
+    else:
+        loader = pipeline.array_loader(train_arrays, tc.batch_size, seed=config.seed)
+    data_iterator = iter(loader)
     manager = checkpoint.make_manager(workdir, tc.keep_checkpoints)
     if manager.latest_step() is None:
         state = jax.jit(create, out_shardings=replicated)(seed_key)

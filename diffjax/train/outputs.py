@@ -43,20 +43,25 @@ def save_loss_curve(workdir: str) -> str:
     return path
 
 
+def read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
 def write_json(path: str, payload: dict) -> None:
-    """Writes JSON atomically (temporary file, then rename)."""
+    """Writes JSON atomically (temporary file, then rename), creating the directory."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(payload, f, indent=2, sort_keys=True)
     os.replace(tmp, path)
 
 
-def evaluate_sample_quality(config: ml_collections.ConfigDict, exp, state, workdir: str) -> dict:
-    """Frechet distance of `eval.num_samples` EMA samples to the test split, next to the floor
-    (train vs test) and the ceiling (noise), written to `<workdir>/metrics.json`."""
+def quality_ruler(exp, workdir: str) -> SampleQuality:
+    """The offline sample-quality ruler of `exp`'s dataset (features cached in the workdir)."""
     train = exp.dataset.as_array("train")
     test = exp.dataset.as_array("test")
-    quality = SampleQuality.fit(
+    return SampleQuality.fit(
         os.path.join(workdir, "eval_features"),
         train["x"],
         train["label"],
@@ -65,6 +70,12 @@ def evaluate_sample_quality(config: ml_collections.ConfigDict, exp, state, workd
         jax.random.PRNGKey(0),
         test_y=test["label"],
     )
+
+
+def evaluate_sample_quality(config: ml_collections.ConfigDict, exp, state, workdir: str) -> dict:
+    """Frechet distance of `eval.num_samples` EMA samples to the test split, next to the floor
+    (train vs test) and the ceiling (noise), written to `<workdir>/metrics.json`."""
+    quality = quality_ruler(exp, workdir)
     sample = jax.jit(lambda p, k: exp.sample(p, k, config.eval.num_samples))
     x = np.asarray(sample(state.ema_params, jax.random.PRNGKey(config.seed + 1)))
     report = {"step": int(state.step), **quality.report(x)}

@@ -1,5 +1,6 @@
 """Consistency models: the boundary condition, the exact consistency function of Gaussian data,
-schedules and metrics against their formulas, and multistep sampling of exact laws."""
+schedules and metrics against their formulas, and the trainer hooks (teacher, EMA target).
+Multistep sampling is tested with the sampler, tests/samplers/test_few_step.py."""
 
 import math
 
@@ -146,26 +147,6 @@ def test_lognormal_index_sampling_follows_the_erf_masses():
     freq = np.bincount(np.asarray(draws, np.int64), minlength=20) / 40000
     assert np.all(freq[10:] == 0)
     np.testing.assert_allclose(freq[:10], p, atol=4 * np.sqrt(0.25 / 40000))
-
-
-@pytest.mark.parametrize("num_steps", [1, 3])
-def test_multistep_sampling_with_the_exact_map_draws_the_data_law(num_steps):
-    """Exact f and x_T ~ p_T: every step outputs x ~ p_{t_min} = N(a mu, a^2 C + s^2 I)."""
-    gm = GaussianMixture.gaussian(MEAN, COV)
-    f = cm.consistency_fn(_exact_network(gm, VP), {}, VP, T_MIN, SIGMA_DATA)
-    n = 20000
-    k0, k1, k2 = jax.random.split(jax.random.key(3), 3)
-    a_t, s_t = VP.alpha(T_MAX), VP.sigma(T_MAX)
-    x_t = a_t * gm.sample(k0, n) + s_t * jax.random.normal(k1, (n, 2))
-    taus = jnp.array([T_MAX, 0.6, 0.3][:num_steps])
-    x = jax.jit(cm.multistep_sample, static_argnums=(0, 4, 5))(f, k2, x_t, taus, VP, T_MIN)
-    a, s = float(VP.alpha(T_MIN)), float(VP.sigma(T_MIN))
-    cov = a**2 * np.asarray(COV) + s**2 * np.eye(2)
-    # Standard errors: sqrt(C_ii / n) for the mean, sqrt(2 / n) C_ii for the variances.
-    np.testing.assert_allclose(np.mean(x, 0), a * np.asarray(MEAN), atol=4 * np.sqrt(1.0 / n))
-    np.testing.assert_allclose(np.cov(np.asarray(x).T), cov, atol=4 * np.sqrt(2.0 / n))
-    if num_steps == 1:
-        np.testing.assert_allclose(x, gm.ode_solution(x_t, T_MAX, T_MIN, VP), atol=1e-5)
 
 
 def test_builder_validates_and_needs_the_step():

@@ -62,14 +62,6 @@ def test_exact_average_velocity_satisfies_the_meanflow_identity():
     assert float(jnp.max(jnp.abs(bad - u))) > 0.05
 
 
-@pytest.mark.parametrize("num_steps", [1, 2])
-def test_sampling_with_the_exact_average_velocity_is_the_exact_ode_map(num_steps):
-    gm = GaussianMixture.gaussian(MEAN, COV)
-    z1 = jax.random.normal(jax.random.key(2), (64, 2))
-    z0 = jax.jit(mf.sample, static_argnums=(0, 2))(_exact_average_velocity(gm), z1, num_steps)
-    np.testing.assert_allclose(z0, gm.ode_solution(z1, 1.0, 0.0, RF), atol=1e-5)
-
-
 def test_recipe_loss_is_zero_for_the_exact_model_of_point_data():
     """For data at one point mu, the conditional velocity is the marginal one and the average
     velocity is u(z, r, t) = (z - mu) / t: the loss vanishes for every (r, t), including r = t."""

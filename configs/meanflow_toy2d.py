@@ -1,0 +1,28 @@
+"""MeanFlow on two moons: the average velocity u(z, r, t), sampled in 1 step (or more with
+`sample.num_steps`):
+
+  python -m diffjax.main --config=configs/meanflow_toy2d.py --workdir=/tmp/meanflow_toy2d
+"""
+
+import ml_collections
+
+from configs import flow_matching_toy2d
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = flow_matching_toy2d.get_config()
+    config.method = "meanflow"  # diffjax.methods.meanflow.meanflow
+    config.loss = ml_collections.ConfigDict(
+        {
+            "prediction": "velocity",  # u(z, t, t) is the instantaneous velocity
+            "time_distribution": "logit_normal",  # each of the two draws of (r, t)
+            "time_loc": -0.4,  # the paper's logit-normal
+            "time_scale": 1.0,
+            "equal_fraction": 0.75,  # fraction of r = t (plain flow matching)
+            "adaptive_power": 1.0,  # adaptive loss weight 1 / (||D||^2 + c)^p
+            "adaptive_eps": 1e-3,  # c
+        }
+    )
+    config.sample.sampler = ""  # the method's "meanflow" sampler
+    config.sample.num_steps = 1  # one-step generation
+    return config

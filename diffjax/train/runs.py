@@ -1,0 +1,153 @@
+"""A run's directory as an object: its config, the TrainState of its latest checkpoint, and a
+trained run used as the teacher (or the initialisation) of another.
+
+Every `mode=train` run writes `<workdir>/config.json`, so a later run can name it as
+`config.teacher.workdir` without repeating its configuration: distillation (`distill`,
+consistency distillation) and `reflow` chain runs this way.
+"""
+
+import functools
+import json
+import os
+
+import jax
+import ml_collections
+from jax import Array
+
+from diffjax.methods.base import Params
+from diffjax.train import checkpoint, experiment, sharding
+from diffjax.train.optim import make_optimizer
+from diffjax.train.state import TrainState, create_train_state
+
+CONFIG_FILE = "config.json"
+# Fields that must agree between a teacher and its student: the student calls the teacher's
+# weights with its own network and reads them on its own process's time axis.
+_SHARED_FIELDS = ("model", "process", "data")
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Writes `<workdir>/config.json` (atomically) on the first host."""
+    if jax.process_index() != 0:
+        return
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, CONFIG_FILE)
+    with open(path + ".tmp", "w") as f:
+        f.write(config.to_json(indent=2, sort_keys=True))
+    os.replace(path + ".tmp", path)
+
+
+def derive(config: ml_collections.ConfigDict, **updates) -> ml_collections.ConfigDict:
+    """An unlocked copy of `config` with dotted fields replaced, e.g.
+    `derive(config, **{"teacher.workdir": path, "loss.student_steps": 4})`."""
+    derived = ml_collections.ConfigDict(config.to_dict())
+    for dotted, value in updates.items():
+        *parents, leaf = dotted.split(".")
+        node = derived
+        for name in parents:
+            node = node[name]
+        node[leaf] = value
+    return derived
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a `mode=train` run wrote into `workdir`.
+
+    Raises:
+      FileNotFoundError: if `workdir` holds no config.json.
+    """
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {workdir} the workdir of a trained run?")
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def state_constructor(
+    config: ml_collections.ConfigDict, exp: experiment.Experiment, teacher: Params | None = None
+):
+    """The optimizer and `create(key) -> TrainState` of `config` (also the restore template).
+
+    Args:
+      config: the run's config.
+      exp: its Experiment.
+      teacher: the teacher's network params: stored as `frozen["teacher"]` when the recipe
+        reads a teacher, and the start of `params["model"]` when `config.teacher.init_student`.
+        None builds a template whose teacher has the student's shapes (for restoring).
+    """
+    optim = {k: v for k, v in config.optim.to_dict().items() if k != "ema_decay"}
+    optimizer = make_optimizer(**optim, total_steps=config.training.num_steps)
+    recipe = exp.recipe
+    init_student = teacher is not None and config.teacher.init_student
+
+    def init_params(key: Array) -> Params:
+        params = exp.init_params(key)
+        return {**params, "model": teacher} if init_student else params
+
+    def init_frozen(params: Params) -> Params:
+        frozen = recipe.init_frozen(params)
+        if recipe.teacher:
+            frozen["teacher"] = params["model"] if teacher is None else teacher
+        return frozen
+
+    create = functools.partial(
+        create_train_state, init_params=init_params, optimizer=optimizer, init_frozen=init_frozen
+    )
+    return optimizer, create
+
+
+def restore_latest(
+    config: ml_collections.ConfigDict, workdir: str
+) -> tuple[experiment.Experiment, TrainState]:
+    """The Experiment of `config` and the TrainState of the latest checkpoint in `workdir`.
+
+    Raises:
+      FileNotFoundError: if `workdir` holds no complete checkpoint.
+    """
+    exp = experiment.build(config)
+    _, create = state_constructor(config, exp)
+    replicated = sharding.replicated(sharding.make_mesh())
+    abstract = checkpoint.abstract_like(
+        jax.eval_shape(create, jax.random.PRNGKey(config.seed)), replicated
+    )
+    manager = checkpoint.make_manager(workdir, config.training.keep_checkpoints)
+    try:
+        if manager.latest_step() is None:
+            raise FileNotFoundError(
+                f"no checkpoint in {workdir}/checkpoints: train first with --config.mode=train"
+            )
+        return exp, checkpoint.restore(manager, abstract)
+    finally:
+        manager.close()
+
+
+def load_teacher(config: ml_collections.ConfigDict, exp: experiment.Experiment) -> Params | None:
+    """The EMA network params of the run in `config.teacher.workdir` ("" gives None).
+
+    Raises:
+      ValueError: if the method needs a teacher and none is named, or if the teacher's model,
+        process or data differ from `config`'s (naming the differing field).
+    """
+    workdir = config.teacher.workdir
+    if not workdir:
+        if exp.recipe.teacher:
+            raise ValueError(
+                f"method {config.method!r} learns from a teacher: set --config.teacher.workdir "
+                "to the workdir of a trained run"
+            )
+        return None
+    teacher_config = load_config(workdir)
+    for field in _SHARED_FIELDS:
+        mine, theirs = config[field].to_dict(), teacher_config[field].to_dict()
+        if json.dumps(mine, sort_keys=True) != json.dumps(theirs, sort_keys=True):
+            raise ValueError(
+                f"config.{field} = {mine} differs from the teacher's {theirs} in {workdir}; "
+                "a student runs its teacher's network on the same process and data"
+            )
+    teacher_exp, state = restore_latest(teacher_config, workdir)
+    expected = config.loss.to_dict().get("teacher_prediction")
+    if expected is not None and teacher_exp.recipe.prediction != expected:
+        raise ValueError(
+            f"config.loss.teacher_prediction={expected!r} but the teacher in {workdir} predicts "
+            f"{teacher_exp.recipe.prediction!r}"
+        )
+    return state.ema_params["model"]
