@@ -120,6 +120,14 @@ def restore_latest(
         manager.close()
 
 
+def _comparable(config: ml_collections.ConfigDict, field: str) -> dict:
+    """config[field] as a dict, without where the data is stored (hosts may differ in that)."""
+    value = config[field].to_dict()
+    if field == "data":
+        value["kwargs"] = {k: v for k, v in value["kwargs"].items() if k != "data_dir"}
+    return value
+
+
 def load_teacher(config: ml_collections.ConfigDict, exp: experiment.Experiment) -> Params | None:
     """The EMA network params of the run in `config.teacher.workdir` ("" gives None).
 
@@ -137,7 +145,7 @@ def load_teacher(config: ml_collections.ConfigDict, exp: experiment.Experiment) 
         return None
     teacher_config = load_config(workdir)
     for field in _SHARED_FIELDS:
-        mine, theirs = config[field].to_dict(), teacher_config[field].to_dict()
+        mine, theirs = (_comparable(c, field) for c in (config, teacher_config))
         if json.dumps(mine, sort_keys=True) != json.dumps(theirs, sort_keys=True):
             raise ValueError(
                 f"config.{field} = {mine} differs from the teacher's {theirs} in {workdir}; "

@@ -163,3 +163,23 @@ def test_builder_validates_and_needs_the_step():
         {"model": {}}, {"x": jnp.ones((4, 2)), "step": 0}, jax.random.key(0)
     )
     assert float(metrics["num_scales"]) == 11.0 and np.isfinite(float(value))
+
+
+def test_trainer_hooks_teacher_and_ema_target():
+    """CD reads a teacher; with mu0 > 0 the target starts at the model and after step k becomes
+    mu(k) target + (1 - mu(k)) model with mu(k) = exp(s0 log mu0 / N(k))."""
+    assert cm.consistency(VP, mode="cd", schedule="constant", s1=18).teacher
+    ct = cm.consistency(VP, mode="ct", schedule="ct", total_steps=100, s0=2, s1=150, mu0=0.9)
+    assert not ct.teacher
+    assert cm.consistency(VP, mu0=0.0).update_frozen is None
+    model = {"w": jnp.array([1.0, 2.0])}
+    frozen = ct.init_frozen({"model": model})
+    np.testing.assert_array_equal(frozen["target"]["w"], model["w"])
+    new = {"model": {"w": jnp.array([3.0, 0.0])}}
+    for k in (0, 50):
+        n_k = math.ceil(math.sqrt(k / 100 * (151**2 - 4) + 4) - 1) + 1
+        mu = math.exp(2 * math.log(0.9) / n_k)
+        out = jax.jit(ct.update_frozen)(frozen, new, jnp.int32(k))
+        np.testing.assert_allclose(
+            out["target"]["w"], mu * model["w"] + (1 - mu) * new["model"]["w"], rtol=1e-6
+        )

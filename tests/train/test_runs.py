@@ -1,0 +1,57 @@
+"""Runs as objects: config.json round trip, derived configs, and teachers with clear errors."""
+
+import jax
+import numpy as np
+import pytest
+
+from configs import consistency_distillation_toy2d, progressive_distillation_toy2d
+from diffjax.train import loop, runs
+from tests.train import toy_runs
+
+
+def test_derive_replaces_dotted_fields_and_keeps_the_original():
+    config = toy_runs.flow_matching("unused")
+    derived = runs.derive(config, **{"training.num_steps": 7, "teacher.workdir": "/x"})
+    assert derived.training.num_steps == 7 and derived.teacher.workdir == "/x"
+    assert config.training.num_steps == 40 and config.teacher.workdir == ""
+
+
+def test_teacher_is_the_ema_network_of_a_finished_run(tmp_path):
+    data = str(tmp_path / "data")
+    teacher_dir = str(tmp_path / "teacher")
+    teacher_state = loop.train(toy_runs.flow_matching(data), teacher_dir)
+    saved = runs.load_config(teacher_dir).to_json(sort_keys=True)
+    assert saved == toy_runs.flow_matching(data).to_json(sort_keys=True)  # tuples become lists
+
+    config = toy_runs.tiny(consistency_distillation_toy2d.get_config(), data, steps=2)
+    config.eval.at_end = False
+    config.teacher.workdir = teacher_dir
+    state = loop.train(config, str(tmp_path / "cd"))
+    for got, want in zip(
+        jax.tree.leaves(state.frozen["teacher"]),
+        jax.tree.leaves(teacher_state.ema_params["model"]),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, want)
+    # The EMA target (mu0 > 0) is frozen beside the teacher.
+    assert set(state.frozen) == {"teacher", "target"}
+
+
+def test_teacher_errors_name_the_problem(tmp_path):
+    data = str(tmp_path / "data")
+    config = toy_runs.tiny(progressive_distillation_toy2d.get_config(), data)
+    config.mode = "train"
+    with pytest.raises(ValueError, match="teacher.workdir"):
+        loop.train(config, str(tmp_path / "no_teacher"))
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        runs.load_config(str(tmp_path / "missing"))
+
+    teacher_dir = str(tmp_path / "teacher")
+    loop.train(toy_runs.flow_matching(data, steps=2), teacher_dir)
+    config.teacher.workdir = teacher_dir
+    wrong_model = runs.derive(config, **{"model.kwargs.features": 16})
+    with pytest.raises(ValueError, match="config.model"):
+        loop.train(wrong_model, str(tmp_path / "wrong_model"))
+    wrong_kind = runs.derive(config, **{"loss.teacher_prediction": "eps"})
+    with pytest.raises(ValueError, match="teacher_prediction='eps'.*'velocity'"):
+        loop.train(wrong_kind, str(tmp_path / "wrong_kind"))
