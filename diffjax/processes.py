@@ -11,8 +11,9 @@ q(x_t | x_0) = N(alpha_t x_0, sigma_t^2 I)).
 
 Processes: discrete DDPM tables `ddpm_linear` / `ddpm_cosine` (seed 000, "DDPM" and "iDDPM"),
 `vp`, `subvp`, `ve` (seed 000, "SDE Models"), `edm` (Karras et al. 2022), `cosine`
-(trigonometric), `rectified_flow` (seed 000, "Flow Matching") and `vdm_learned` (seed 001,
-"LEARNED NOISE SCHEDULE").
+(trigonometric), `rectified_flow` (seed 000, "Flow Matching"), `ot_path` (Lipman et al.'s
+OT path with sigma_min; seed 004, "Flow Matching") and `vdm_learned` (seed 001, "LEARNED NOISE
+SCHEDULE").
 """
 
 import abc
@@ -398,6 +399,28 @@ class VDMLearned(Process):
         return jnp.sqrt(jax.nn.sigmoid(self.gamma(t)))
 
 
+@flax.struct.dataclass
+class OTPath(Process):
+    """Lipman et al.'s OT path in diffjax time: alpha(t) = 1 - t, sigma(t) = s + (1 - s) t.
+
+    At t = 0 the path is the data smoothed by N(0, sigma_min^2 I); at t = 1 it is pure noise.
+    Seed 004, "Experiments", OT vector field u = (x_1 - (1 - sigma_min) x) / (1 - (1 - sigma_min) t)
+    is this process's conditional velocity after t -> 1 - t.
+    """
+
+    sigma_min: float = flax.struct.field(pytree_node=False, default=1e-4)
+
+    def __post_init__(self):
+        if not 0.0 <= self.sigma_min < 1.0:
+            raise ValueError(f"ot path needs 0 <= sigma_min < 1, got {self.sigma_min=}")
+
+    def alpha(self, t: Array) -> Array:
+        return 1.0 - jnp.asarray(t, jnp.float32)
+
+    def sigma(self, t: Array) -> Array:
+        return self.sigma_min + (1.0 - self.sigma_min) * jnp.asarray(t, jnp.float32)
+
+
 _PROCESSES = {
     "ddpm_linear": DDPMLinear,
     "ddpm_cosine": DDPMCosine,
@@ -407,6 +430,7 @@ _PROCESSES = {
     "edm": EDM,
     "cosine": Cosine,
     "rectified_flow": RectifiedFlow,
+    "ot_path": OTPath,
     "vdm_learned": VDMLearned,
 }
 

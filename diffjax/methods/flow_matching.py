@@ -13,16 +13,15 @@ velocity is its time derivative
 
   u_t(x_t | x_0, x_1) = alpha'(t) x_0 + sigma'(t) x_1.
 
-The OT path with sigma_min is `OTPath` (alpha = 1 - t, sigma = sigma_min + (1 - sigma_min) t,
-the seed's path under t -> 1 - t); the diffusion path is `processes.VP`; sigma_min = 0 is the
-linear interpolant of rectified flow. The network predicts the velocity, so the PF-ODE samplers
-integrate dx/dt = v(x, t) from t = 1 to t = 0.
+The OT path with sigma_min is the process `ot_path` (`processes.OTPath`: alpha = 1 - t,
+sigma = sigma_min + (1 - sigma_min) t, the seed's path under t -> 1 - t); the diffusion path
+is `processes.VP`; sigma_min = 0 is the linear interpolant of rectified flow. The network
+predicts the velocity, so the PF-ODE samplers integrate dx/dt = v(x, t) from t = 1 to t = 0.
 """
 
 import dataclasses
 from collections.abc import Callable
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 from jax import Array
@@ -35,28 +34,6 @@ TIME_DISTRIBUTIONS = ("uniform", "logit_normal")
 COUPLINGS = ("independent", "exact", "sinkhorn")
 
 TimeSampler = Callable[[Array, int], Array]
-
-
-@flax.struct.dataclass
-class OTPath(Process):
-    """Lipman et al.'s OT path in diffjax time: alpha(t) = 1 - t, sigma(t) = s + (1 - s) t.
-
-    At t = 0 the path is the data smoothed by N(0, sigma_min^2 I); at t = 1 it is pure noise.
-    Seed 004, "Experiments", OT vector field u = (x_1 - (1 - sigma_min) x) / (1 - (1 - sigma_min) t)
-    is this process's conditional velocity after t -> 1 - t.
-    """
-
-    sigma_min: float = flax.struct.field(pytree_node=False, default=1e-4)
-
-    def __post_init__(self):
-        if not 0.0 <= self.sigma_min < 1.0:
-            raise ValueError(f"ot path needs 0 <= sigma_min < 1, got {self.sigma_min=}")
-
-    def alpha(self, t: Array) -> Array:
-        return 1.0 - jnp.asarray(t, jnp.float32)
-
-    def sigma(self, t: Array) -> Array:
-        return self.sigma_min + (1.0 - self.sigma_min) * jnp.asarray(t, jnp.float32)
 
 
 def time_sampler(

@@ -41,7 +41,7 @@ def _min_loss_at(t, coefs):
 # The VP conditional velocity has sigma'(t) ~ t^(-1/2) at t = 0, so its CFM loss integrates
 # log-divergently there: VP training starts at t_min > 0.
 CASES = {
-    "ot": (fm.OTPath(sigma_min=SIGMA_MIN), _ot_coefs, 0.0),
+    "ot": (processes.OTPath(sigma_min=SIGMA_MIN), _ot_coefs, 0.0),
     "vp": (processes.VP(beta_min=BETA_MIN, beta_max=BETA_MAX), _vp_coefs, 1e-3),
 }
 
@@ -85,7 +85,7 @@ def test_cfm_loss_of_exact_velocity_is_the_closed_form_minimum(path, dist):
 
 def test_shifted_field_pays_the_squared_shift():
     """E||v* + c - u||^2 = E||v* - u||^2 + c^2 per feature, since E[u | x_t] = v*."""
-    process = fm.OTPath(sigma_min=SIGMA_MIN)
+    process = processes.OTPath(sigma_min=SIGMA_MIN)
     gm = GaussianMixture.gaussian(MEAN, COV)
     velocity = gm.denoiser(process).velocity
     n, c = 40000, 0.3
@@ -103,12 +103,12 @@ def test_shifted_field_pays_the_squared_shift():
 
 def test_ot_path_is_the_seed_path_reversed():
     """OT path: x_t = (1 - t) x0 + (sigma_min + (1 - sigma_min) t) x1."""
-    process = fm.OTPath(sigma_min=SIGMA_MIN)
+    process = processes.OTPath(sigma_min=SIGMA_MIN)
     t = jnp.linspace(0.0, 1.0, 11)
     np.testing.assert_allclose(process.alpha(t), 1 - t, atol=1e-7)
     np.testing.assert_allclose(process.sigma(t), SIGMA_MIN + (1 - SIGMA_MIN) * t, atol=1e-7)
     with pytest.raises(ValueError, match="sigma_min"):
-        fm.OTPath(sigma_min=1.0)
+        processes.OTPath(sigma_min=1.0)
 
 
 def test_time_sampler_moments():
