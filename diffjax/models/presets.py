@@ -6,11 +6,19 @@ input, as published; tests/models/test_presets.py checks them):
 
   ddpm_cifar10    Ho et al. 2020, appendix B: ch 128, mults (1, 2, 2, 2), 2 blocks, attention
                   at 16x16, dropout 0.1                                      35.7M (paper 35.7M)
-  ddpm++_cifar10  Song et al. 2021, appendix H.2: DDPM++ with BigGAN resampling blocks, skip
-                  rescaling, 4 blocks per resolution (the "cont. VP" CIFAR-10 model)
-  ncsn++          Song et al. 2021, appendix H.2: the same trunk with Gaussian Fourier features
-                  of the noise level (FIR resampling and the progressive input/output image
-                  pyramids of the paper are not implemented)
+  ddpm++_cifar10  Song et al. 2021, appendix H.2, the "DDPM++ cont." CIFAR-10 model (public
+                  score_sde config vp/cifar10_ddpmpp_continuous): ch 128, mults (1, 2, 2, 2),
+                  4 BigGAN residual blocks per level with 1x1 skip convs, skip rescaling by
+                  1/sqrt 2, attention at 16x16 (once per up level), dropout 0.1, sinusoidal
+                  embedding, box resampling                      61.80M (Karras et al. 2022,
+                                                                  table 7: 61.80M)
+  ncsn++          Song et al. 2021, appendix H.2, the "NCSN++ cont." CIFAR-10 model (config
+                  ve/cifar10_ncsnpp_continuous): the DDPM++ trunk with FIR [1, 3, 3, 1]
+                  resampling, Gaussian Fourier features (128 frequencies, scale 16) of the noise
+                  level, and the "residual" progressive input (no progressive output; the
+                  paper also describes "input_skip" / "output_skip", UNet options here)
+                                                                 62.76M (Karras et al. 2022,
+                                                                  table 7: 62.76M)
   adm             Dhariwal & Nichol 2021, table 10 (ImageNet 64x64): ch 192, mults (1, 2, 3, 4),
                   3 blocks, attention at 32, 16, 8 with 64 channels per head, BigGAN resampling,
                   scale-shift norm, 1000 classes, learned variance (6 output channels)
@@ -35,6 +43,7 @@ _SONG = dict(
     resblock_updown=True,
     skip_rescale=True,
     skip_conv_on_resample=True,
+    attn_every_up_block=False,
 )
 
 PRESETS = {
@@ -42,7 +51,14 @@ PRESETS = {
         UNet, ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,), dropout=0.1
     ),
     "ddpm++_cifar10": functools.partial(UNet, **_SONG),
-    "ncsn++": functools.partial(UNet, **_SONG, time_embedding="fourier"),
+    "ncsn++": functools.partial(
+        UNet,
+        **_SONG,
+        time_embedding="fourier",
+        time_features=256,
+        resample_kernel=(1, 3, 3, 1),
+        progressive_input="residual",
+    ),
     "adm": functools.partial(
         UNet,
         ch=192,

@@ -7,14 +7,17 @@ seed 000, "DDPM"; details from the papers:
   UNet, two residual blocks per resolution, GroupNorm, self-attention at 16 x 16, the
   sinusoidal time embedding added in every residual block, dropout; 35.7M params on CIFAR-10.
 - Song et al. 2021, "Score-Based Generative Modeling through SDEs", appendix H (DDPM++ and
-  NCSN++): BigGAN residual blocks for up/down sampling, skip connections rescaled by 1/sqrt 2,
-  four residual blocks per resolution, Gaussian Fourier embedding of log sigma for NCSN++.
+  NCSN++; details as in the released score_sde configs): BigGAN residual blocks for up/down
+  sampling, skip connections rescaled by 1/sqrt 2, four residual blocks per resolution,
+  attention once per up-path level; for NCSN++ also FIR [1, 3, 3, 1] resampling
+  (diffjax.models.resample), a Gaussian Fourier embedding of log sigma, and progressive image
+  pyramids ("input_skip" / "residual" on the way down, "output_skip" on the way up).
 - Dhariwal & Nichol 2021, "Diffusion Models Beat GANs", section 3 (ADM): multi-head attention
   with 64 channels per head at several resolutions, BigGAN up/down sampling, adaptive group
   normalisation GroupNorm(h) (1 + s) + b with (s, b) from the time and class embedding.
 
 The residual block (Ho et al.; scale-shift form from ADM):
-  h = conv(SiLU(GN(x)));  h = SiLU(GN(h) + Dense(SiLU(emb)))   or   SiLU(GN(h)(1 + s) + b)
+  h = conv(SiLU(GN(x)));  h = SiLU(GN(h + Dense(SiLU(emb))))   or   SiLU(GN(h)(1 + s) + b)
   out = skip(x) + conv_0(dropout(h))   (divided by sqrt 2 with skip_rescale)
 with conv_0 initialised to zero, so every block starts as (a projection of) the identity.
 
@@ -42,6 +45,7 @@ from diffjax.models.layers import (
     broadcast_times,
     check_cond,
 )
+from diffjax.models.resample import downsample_2d, upfirdn2d, upsample_2d
 
 _zeros = nn.initializers.zeros
 
@@ -52,12 +56,12 @@ def _group_norm(channels: int, num_groups: int, dtype: Dtype, param_dtype: Dtype
     return nn.GroupNorm(num_groups=groups, epsilon=1e-6, dtype=dtype, param_dtype=param_dtype)
 
 
-def _resample(x: Array, direction: str | None) -> Array:
-    """Nearest-neighbour 2x upsampling or 2x2 average pooling of [B, H, W, C]; None: identity."""
+def _resample(x: Array, direction: str | None, taps: Sequence[int]) -> Array:
+    """2x FIR up / down sampling of [B, H, W, C] (diffjax.models.resample); None: identity."""
     if direction == "up":
-        return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+        return upsample_2d(x, taps)
     if direction == "down":
-        return nn.avg_pool(x, (2, 2), strides=(2, 2))
+        return downsample_2d(x, taps)
     return x
 
 
@@ -73,6 +77,7 @@ class ResBlock(nn.Module):
       skip_conv_on_resample: 1x1 conv on the skip path also when resampling (Song et al.);
         otherwise only when the channel count changes (Ho et al., ADM).
       num_groups: GroupNorm groups.
+      resample_kernel: FIR taps of the resampling ((1, 1): nearest / average pooling).
     """
 
     out_channels: int
@@ -82,6 +87,7 @@ class ResBlock(nn.Module):
     skip_rescale: bool = False
     skip_conv_on_resample: bool = False
     num_groups: int = 32
+    resample_kernel: Sequence[int] = (1, 1)
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -91,8 +97,8 @@ class ResBlock(nn.Module):
         dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         c = self.out_channels
         h = nn.silu(_group_norm(x.shape[-1], self.num_groups, **dt)(x))
-        h = _resample(h, self.resample)
-        x = _resample(x, self.resample)
+        h = _resample(h, self.resample, self.resample_kernel)
+        x = _resample(x, self.resample, self.resample_kernel)
         h = nn.Conv(c, (3, 3), **dt)(h)
         e = nn.Dense(2 * c if self.scale_shift_norm else c, **dt)(nn.silu(emb))[:, None, None, :]
         if self.scale_shift_norm:
@@ -159,6 +165,20 @@ class UNetBackbone(nn.Module):
       skip_rescale: divide residual sums by sqrt 2 (Song et al.).
       skip_conv_on_resample: 1x1 skip conv in resampling blocks too (Song et al.).
       num_groups: GroupNorm groups (at most the channel count).
+      resample_kernel: FIR taps of every parameter-free 2x resampling (in the residual blocks,
+        before the upsampling convolution, in the image pyramids): (1, 1) is nearest-neighbour
+        upsampling / 2x2 average pooling (Ho et al., DDPM++), (1, 3, 3, 1) the FIR of NCSN++.
+      time_features: width of the fixed embedding e(t) fed to the time MLP; None means ch
+        (NCSN++: 2 ch, i.e. ch Gaussian Fourier frequencies, sin and cos).
+      attn_every_up_block: attention after every up-path residual block at an attention
+        resolution (Ho et al.); False: once per level, after its blocks (Song et al.).
+      progressive_input: image pyramid on the way down (Song et al., appendix H): "none";
+        "input_skip": after each downsampling h += Conv1x1(pyramid), the pyramid being the
+        FIR-downsampled image; "residual": pyramid <- Conv3x3_stride2(FIR-blur(pyramid)), then
+        h <- pyramid <- (pyramid + h) (/ sqrt 2 with skip_rescale).
+      progressive_output: image pyramid on the way up: "none" (GroupNorm, SiLU, conv_out);
+        "output_skip": every level adds Conv3x3(SiLU(GN(h))) to the FIR-upsampled output of
+        the level below, and the sum at full resolution is the output.
       remat: rematerialise every residual block in the backward pass (less memory).
       dtype: compute dtype (bfloat16 on TPU); outputs are cast to float32.
       param_dtype: parameter dtype.
@@ -179,6 +199,11 @@ class UNetBackbone(nn.Module):
     skip_rescale: bool = False
     skip_conv_on_resample: bool = False
     num_groups: int = 32
+    resample_kernel: Sequence[int] = (1, 1)
+    time_features: int | None = None
+    attn_every_up_block: bool = True
+    progressive_input: str = "none"
+    progressive_output: str = "none"
     remat: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -191,7 +216,7 @@ class UNetBackbone(nn.Module):
         check_cond(labels, self.num_classes)
         emb = TimeEmbedding(
             4 * self.ch,
-            self.ch,
+            self.ch if self.time_features is None else self.time_features,
             kind=self.time_embedding,
             fourier_scale=self.fourier_scale,
             name="time_embedding",
@@ -212,6 +237,7 @@ class UNetBackbone(nn.Module):
             skip_rescale=self.skip_rescale,
             skip_conv_on_resample=self.skip_conv_on_resample,
             num_groups=self.num_groups,
+            resample_kernel=tuple(self.resample_kernel),
             name=name,
             **self._dt(),
         )
@@ -223,9 +249,10 @@ class UNetBackbone(nn.Module):
             heads = channels // self.num_head_channels
         return AttentionBlock(heads, self.skip_rescale, self.num_groups, name=name, **self._dt())
 
-    def _down(self, h: Array, emb: Array, train: bool) -> tuple[Array, list[Array]]:
+    def _down(self, x: Array, emb: Array, train: bool) -> tuple[Array, list[Array]]:
         """conv_in and the down path; returns the last features and every skip [B, h, w, c]."""
-        h = nn.Conv(self.ch, (3, 3), name="conv_in", **self._dt())(h)
+        h = nn.Conv(self.ch, (3, 3), name="conv_in", **self._dt())(x)
+        pyramid = x  # [B, h, w, C] (input_skip) or [B, h, w, c] (residual)
         skips = [h]
         for level, mult in enumerate(self.ch_mult):
             for i in range(self.num_res_blocks):
@@ -239,8 +266,27 @@ class UNetBackbone(nn.Module):
                     h = self._res_block(name, h.shape[-1], "down")(h, emb, train)
                 else:
                     h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), name=name, **self._dt())(h)
+                h, pyramid = self._pyramid_down(f"down_{level}_pyramid", h, pyramid)
                 skips.append(h)
         return h, skips
+
+    def _pyramid_down(self, name: str, h: Array, pyramid: Array) -> tuple[Array, Array]:
+        """One level of the input pyramid (progressive_input): the new (h, pyramid)."""
+        if self.progressive_input == "input_skip":
+            pyramid = downsample_2d(pyramid, self.resample_kernel)
+            return h + nn.Conv(h.shape[-1], (1, 1), name=name, **self._dt())(pyramid), pyramid
+        if self.progressive_input == "residual":
+            # FIR blur padded so that the stride-2 3x3 valid conv halves H, W (StyleGAN2's
+            # fused conv-downsample: p = K - 2 + 3 - 1).
+            p = len(self.resample_kernel)
+            blurred = upfirdn2d(pyramid, self.resample_kernel, pad=((p + 1) // 2, p // 2))
+            pyramid = nn.Conv(
+                h.shape[-1], (3, 3), strides=(2, 2), padding="VALID", name=name, **self._dt()
+            )(blurred)
+            pyramid = pyramid + h
+            pyramid = pyramid / math.sqrt(2.0) if self.skip_rescale else pyramid
+            return pyramid, pyramid
+        return h, pyramid
 
     def _middle(self, h: Array, emb: Array, train: bool) -> Array:
         h = self._res_block("mid_0", h.shape[-1])(h, emb, train)
@@ -248,6 +294,11 @@ class UNetBackbone(nn.Module):
         return self._res_block("mid_1", h.shape[-1])(h, emb, train)
 
     def _check_size(self, x: Array) -> None:
+        """Raises a ValueError for an unknown option or an input size the levels cannot halve."""
+        if self.progressive_input not in ("none", "input_skip", "residual"):
+            raise ValueError(f"{self.progressive_input=} must be none, input_skip or residual")
+        if self.progressive_output not in ("none", "output_skip"):
+            raise ValueError(f"{self.progressive_output=} must be none or output_skip")
         factor = 2 ** (len(self.ch_mult) - 1)
         if x.shape[1] % factor or x.shape[2] % factor:
             raise ValueError(f"input {x.shape=} must have H, W divisible by {factor}")
@@ -291,20 +342,34 @@ class UNet(UNetBackbone):
 
         h, skips = self._down(h, emb, train)
         h = self._middle(h, emb, train)
+        out_channels = x.shape[-1] if self.out_channels is None else self.out_channels
+        out = None  # the output pyramid (progressive_output="output_skip"): [B, h, w, out]
         for level, mult in reversed(list(enumerate(self.ch_mult))):
             for i in range(self.num_res_blocks + 1):
                 h = jnp.concatenate([h, skips.pop()], axis=-1)
                 h = self._res_block(f"up_{level}_{i}", self.ch * mult)(h, emb, train)
-                if h.shape[1] in self.attn_resolutions:
+                if h.shape[1] in self.attn_resolutions and self.attn_every_up_block:
                     h = self._attention(f"up_{level}_{i}_attn", h.shape[-1])(h)
+            if h.shape[1] in self.attn_resolutions and not self.attn_every_up_block:
+                h = self._attention(f"up_{level}_attn", h.shape[-1])(h)
+            if self.progressive_output == "output_skip":
+                level_out = self._to_image(f"up_{level}_pyramid", h, out_channels)
+                if out is not None:
+                    level_out = level_out + upsample_2d(out, self.resample_kernel)
+                out = level_out
             if level != 0:
                 name = f"up_{level}_resample"
                 if self.resblock_updown:
                     h = self._res_block(name, h.shape[-1], "up")(h, emb, train)
                 else:
-                    h = nn.Conv(h.shape[-1], (3, 3), name=name, **self._dt())(_resample(h, "up"))
+                    h = nn.Conv(h.shape[-1], (3, 3), name=name, **self._dt())(
+                        _resample(h, "up", self.resample_kernel)
+                    )
+        if out is None:
+            out = self._to_image("conv_out", h, out_channels)
+        return out.astype(jnp.float32)
 
+    def _to_image(self, name: str, h: Array, channels: int) -> Array:
+        """Conv3x3(SiLU(GroupNorm(h))) with the conv initialised to zero: [B, h, w, channels]."""
         h = nn.silu(_group_norm(h.shape[-1], self.num_groups, **self._dt())(h))
-        out_channels = x.shape[-1] if self.out_channels is None else self.out_channels
-        h = nn.Conv(out_channels, (3, 3), kernel_init=_zeros, name="conv_out", **self._dt())(h)
-        return h.astype(jnp.float32)
+        return nn.Conv(channels, (3, 3), kernel_init=_zeros, name=name, **self._dt())(h)

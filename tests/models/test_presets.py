@@ -24,6 +24,12 @@ def _abstract(name, shape, cond=None, **kw):
         ("ddpm_cifar10", (2, 32, 32, 3), None, 35.7e6),
         # Dhariwal & Nichol 2021, table 10 (ImageNet 64x64 ADM): 296M parameters.
         ("adm", (2, 64, 64, 3), jax.ShapeDtypeStruct((2,), jnp.int32), 296e6),
+        # Karras et al. 2022 (EDM), table 7, "Model capacity (Mparams)" of the baselines, i.e.
+        # Song et al.'s released CIFAR-10 checkpoints: DDPM++ cont. (VP) 61.80, NCSN++ cont.
+        # (VE) 62.76. (The table could not be retrieved through the project's search tools;
+        # the layer-by-layer count of the released configs below agrees to 4 digits.)
+        ("ddpm++_cifar10", (2, 32, 32, 3), None, 61.80e6),
+        ("ncsn++", (2, 32, 32, 3), None, 62.76e6),
     ],
 )
 def test_published_parameter_counts(name, shape, cond, published):
@@ -33,11 +39,64 @@ def test_published_parameter_counts(name, shape, cond, published):
     assert out.shape == (*shape[:3], channels) and out.dtype == jnp.float32
 
 
+def _song_count(fourier: bool, residual_input: bool) -> int:
+    """Parameters of score_sde's `ncsnpp` network for the CIFAR-10 configs, layer by layer.
+
+    From the released configs (vp/cifar10_ddpmpp_continuous, ve/cifar10_ncsnpp_continuous):
+    nf 128, ch_mult (1, 2, 2, 2), 4 BigGAN blocks per level, attention at 16x16 (after every
+    down block, once per up level, in the middle), a 4 nf time MLP on nf sinusoidal or 2 nf
+    Fourier features, and for NCSN++ a stride-2 3x3 conv per downsampling on the input pyramid.
+    """
+    nf, mult, blocks, image = 128, (1, 2, 2, 2), 4, 3
+
+    def conv(i, o, k=3):  # kernel and bias
+        return k * k * i * o + o
+
+    def norm(c):  # GroupNorm scale and shift
+        return 2 * c
+
+    def attn(c):  # GroupNorm, Q, K, V and output projections
+        return norm(c) + 4 * (c * c + c)
+
+    def res(i, o, resample=False):
+        skip = conv(i, o, 1) if i != o or resample else 0
+        return norm(i) + conv(i, o) + 4 * nf * o + o + norm(o) + conv(o, o) + skip
+
+    total = (2 * nf if fourier else nf) * 4 * nf + 4 * nf + conv(4 * nf, 4 * nf, 1)
+    total += conv(image, nf)
+    skips, c, pyramid = [nf], nf, image
+    for level, m in enumerate(mult):
+        for _ in range(blocks):
+            total += res(c, nf * m) + (attn(nf * m) if level == 1 else 0)
+            c = nf * m
+            skips.append(c)
+        if level != len(mult) - 1:
+            total += res(c, c, resample=True)
+            if residual_input:
+                total += conv(pyramid, c)
+                pyramid = c
+            skips.append(c)
+    total += 2 * res(c, c) + attn(c)
+    for level, m in reversed(list(enumerate(mult))):
+        for _ in range(blocks + 1):
+            total += res(c + skips.pop(), nf * m)
+            c = nf * m
+        total += attn(c) if level == 1 else 0
+        total += res(c, c, resample=True) if level != 0 else 0
+    return total + norm(c) + conv(c, image)
+
+
+@pytest.mark.parametrize(
+    "name, fourier, residual_input", [("ddpm++_cifar10", False, False), ("ncsn++", True, True)]
+)
+def test_song_presets_match_the_released_architecture_layer_by_layer(name, fourier, residual_input):
+    count, _ = _abstract(name, (2, 32, 32, 3))
+    assert count == _song_count(fourier, residual_input)
+
+
 @pytest.mark.parametrize(
     "name, shape",
     [
-        ("ddpm++_cifar10", (2, 32, 32, 3)),
-        ("ncsn++", (2, 32, 32, 3)),
         ("unet_digits", (2, 8, 8, 1)),
         ("unet_tiny", (2, 8, 8, 1)),
         ("mlp", (2, 2)),

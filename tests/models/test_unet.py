@@ -54,6 +54,19 @@ def test_out_channels_and_learned_variance_shape():
             "skip_conv_on_resample": True,
             "time_embedding": "fourier",
         },
+        # NCSN++'s options: FIR resampling, residual input pyramid, one attention per up level.
+        {
+            "resblock_updown": True,
+            "skip_rescale": True,
+            "skip_conv_on_resample": True,
+            "time_embedding": "fourier",
+            "time_features": 16,
+            "resample_kernel": (1, 3, 3, 1),
+            "progressive_input": "residual",
+            "attn_every_up_block": False,
+        },
+        {"resample_kernel": (1, 3, 3, 1), "progressive_input": "input_skip"},
+        {"resample_kernel": (1, 3, 3, 1), "progressive_output": "output_skip"},
     ],
 )
 def test_batch_permutation_equivariance_and_time_dependence(kw):
@@ -146,3 +159,45 @@ def test_size_not_divisible_raises():
     model = UNet(ch=8, ch_mult=(1, 2, 2, 2), num_groups=4)
     with pytest.raises(ValueError, match="divisible by 8"):
         model.init(jax.random.key(0), jnp.zeros((1, 12, 12, 1)), jnp.zeros(1))
+
+
+def _count(model, x, t):
+    params = jax.eval_shape(model.init, jax.random.key(0), x, t)
+    return sum(p.size for p in jax.tree.leaves(params))
+
+
+def test_song_options_add_the_closed_form_parameter_counts():
+    """unet_tiny (C = 1; level 0: 8 ch at 8x8, level 1: 16 ch at 4x4 with attention)."""
+    x, t = _inputs(jax.random.key(0))
+    base = _count(models.get("unet_tiny"), x, t)
+
+    def extra(**kw):
+        return _count(models.get("unet_tiny", **kw), x, t) - base
+
+    assert extra(resample_kernel=(1, 3, 3, 1)) == 0  # FIR has no parameters
+    assert extra(progressive_input="input_skip") == 1 * 8 + 8  # Conv1x1 1 -> 8 after level 0
+    assert extra(progressive_input="residual") == 9 * 1 * 8 + 8  # Conv3x3 1 -> 8, stride 2
+    # GroupNorm + Conv3x3 16 -> 1 at level 1 (level 0's is conv_out, renamed)
+    assert extra(progressive_output="output_skip") == 2 * 16 + 9 * 16 + 1
+    # Level 1 goes up through 2 blocks: one attention (GroupNorm, QKV, out) fewer.
+    assert extra(attn_every_up_block=False) == -(2 * 16 + 4 * (16 * 16 + 16))
+    assert extra(time_features=16) == (16 - 8) * 32  # first time-MLP layer: e(t) -> 4 ch
+
+
+def test_output_pyramid_starts_at_zero_and_fir_changes_the_function():
+    x, t = _inputs(jax.random.key(0))
+    skip = models.get("unet_tiny", progressive_output="output_skip")
+    params = jax.jit(skip.init)(jax.random.key(1), x, t)
+    np.testing.assert_array_equal(jax.jit(skip.apply)(params, x, t), 0.0)
+    params = _perturbed(models.get("unet_tiny").init(jax.random.key(1), x, t), jax.random.key(2))
+    box = jax.jit(models.get("unet_tiny").apply)(params, x, t)
+    fir = jax.jit(models.get("unet_tiny", resample_kernel=(1, 3, 3, 1)).apply)(params, x, t)
+    assert float(jnp.max(jnp.abs(fir - box))) > 1e-3
+
+
+def test_unknown_pyramid_option_raises():
+    x, t = _inputs(jax.random.key(0))
+    with pytest.raises(ValueError, match="input_skip"):
+        models.get("unet_tiny", progressive_input="skip").init(jax.random.key(0), x, t)
+    with pytest.raises(ValueError, match="output_skip"):
+        models.get("unet_tiny", progressive_output="residual").init(jax.random.key(0), x, t)
