@@ -36,6 +36,8 @@ flags.DEFINE_list(
         "dit_digits:128:8x8x1",
         "mlp:1024:2",
         "ddpm_cifar10:8:32x32x3",
+        "ddpm++_cifar10:8:32x32x3",
+        "ncsn++:8:32x32x3",
         "DiT-S/2:8:32x32x3",
     ],
     "preset:batch:shape triples to benchmark",
