@@ -165,17 +165,18 @@ class UNetBackbone(nn.Module):
       skip_rescale: divide residual sums by sqrt 2 (Song et al.).
       skip_conv_on_resample: 1x1 skip conv in resampling blocks too (Song et al.).
       num_groups: GroupNorm groups (at most the channel count).
-      resample_kernel: FIR taps of every parameter-free 2x resampling (in the residual blocks,
-        before the upsampling convolution, in the image pyramids): (1, 1) is nearest-neighbour
-        upsampling / 2x2 average pooling (Ho et al., DDPM++), (1, 3, 3, 1) the FIR of NCSN++.
+      resample_kernel: FIR taps of every 2x resampling (in the residual blocks, before the
+        upsampling convolution, before the stride-2 convolutions, in the image pyramids):
+        (1, 1) is nearest-neighbour upsampling / 2x2 average pooling / a plain strided conv
+        (Ho et al., DDPM++), (1, 3, 3, 1) the FIR of NCSN++.
       time_features: width of the fixed embedding e(t) fed to the time MLP; None means ch
         (NCSN++: 2 ch, i.e. ch Gaussian Fourier frequencies, sin and cos).
       attn_every_up_block: attention after every up-path residual block at an attention
         resolution (Ho et al.); False: once per level, after its blocks (Song et al.).
       progressive_input: image pyramid on the way down (Song et al., appendix H): "none";
         "input_skip": after each downsampling h += Conv1x1(pyramid), the pyramid being the
-        FIR-downsampled image; "residual": pyramid <- Conv3x3_stride2(FIR-blur(pyramid)), then
-        h <- pyramid <- (pyramid + h) (/ sqrt 2 with skip_rescale).
+        FIR-downsampled image; "residual": pyramid <- the anti-aliased stride-2 Conv3x3 of the
+        pyramid (_conv_down), then h <- pyramid <- (pyramid + h) (/ sqrt 2 with skip_rescale).
       progressive_output: image pyramid on the way up: "none" (GroupNorm, SiLU, conv_out);
         "output_skip": every level adds Conv3x3(SiLU(GN(h))) to the FIR-upsampled output of
         the level below, and the sum at full resolution is the output.
@@ -265,7 +266,7 @@ class UNetBackbone(nn.Module):
                 if self.resblock_updown:
                     h = self._res_block(name, h.shape[-1], "down")(h, emb, train)
                 else:
-                    h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), name=name, **self._dt())(h)
+                    h = self._conv_down(name, h, h.shape[-1])
                 h, pyramid = self._pyramid_down(f"down_{level}_pyramid", h, pyramid)
                 skips.append(h)
         return h, skips
@@ -276,17 +277,24 @@ class UNetBackbone(nn.Module):
             pyramid = downsample_2d(pyramid, self.resample_kernel)
             return h + nn.Conv(h.shape[-1], (1, 1), name=name, **self._dt())(pyramid), pyramid
         if self.progressive_input == "residual":
-            # FIR blur padded so that the stride-2 3x3 valid conv halves H, W (StyleGAN2's
-            # fused conv-downsample: p = K - 2 + 3 - 1).
-            p = len(self.resample_kernel)
-            blurred = upfirdn2d(pyramid, self.resample_kernel, pad=((p + 1) // 2, p // 2))
-            pyramid = nn.Conv(
-                h.shape[-1], (3, 3), strides=(2, 2), padding="VALID", name=name, **self._dt()
-            )(blurred)
-            pyramid = pyramid + h
+            pyramid = self._conv_down(name, pyramid, h.shape[-1]) + h
             pyramid = pyramid / math.sqrt(2.0) if self.skip_rescale else pyramid
             return pyramid, pyramid
         return h, pyramid
+
+    def _conv_down(self, name: str, x: Array, features: int) -> Array:
+        """A 3x3 stride-2 conv [B, h, w, c] -> [B, h/2, w/2, features], anti-aliased by the FIR.
+
+        Box taps: the plain strided conv (zero row / column after, Ho et al.); FIR taps: the
+        FIR filter, padded by p = K - 2 + 3 - 1 so that the valid stride-2 conv halves h, w
+        (StyleGAN2's fused conv-downsample, used by NCSN++).
+        """
+        conv = dict(features=features, kernel_size=(3, 3), strides=(2, 2), name=name)
+        if tuple(self.resample_kernel) == (1, 1):
+            return nn.Conv(**conv, **self._dt())(x)
+        p = len(self.resample_kernel)
+        x = upfirdn2d(x, self.resample_kernel, pad=((p + 1) // 2, p // 2))
+        return nn.Conv(**conv, padding="VALID", **self._dt())(x)
 
     def _middle(self, h: Array, emb: Array, train: bool) -> Array:
         h = self._res_block("mid_0", h.shape[-1])(h, emb, train)
