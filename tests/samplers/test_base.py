@@ -12,7 +12,7 @@ from .closed_forms import VP, gaussian_denoiser
 
 NAMES = [
     "ddpm", "ddim", "annealed_langevin", "euler_maruyama", "predictor_corrector", "euler",
-    "heun", "rk4", "dopri5", "dpm_solver", "dpm_solver_pp", "edm_heun",
+    "heun", "rk4", "dopri5", "dpm_solver", "dpm_solver_pp", "edm_heun", "consistency", "meanflow",
 ]  # fmt: skip
 
 

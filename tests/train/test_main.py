@@ -69,4 +69,5 @@ def test_unknown_mode_is_a_clear_error(tmp_path):
         timeout=120,
     )
     assert result.returncode != 0
-    assert "unknown mode 'trian'; valid modes: eval_bpd, evaluate, sample, train" in result.stderr
+    valid = "distill, eval_bpd, evaluate, reflow, sample, train"
+    assert f"unknown mode 'trian'; valid modes: {valid}" in result.stderr
