@@ -44,6 +44,29 @@ def fir_taps(taps: Sequence[float]) -> np.ndarray:
     return (a / a.sum()).astype(np.float32)
 
 
+def _upfirdn_1d(
+    x: Array, k: np.ndarray, up: int, down: int, pad: tuple[int, int], axis: int
+) -> Array:
+    """Steps 1-4 of the module docstring along `axis`, as a sum of K strided slices.
+
+    (XLA fuses the slices; a depthwise dilated convolution is ~50x slower on CPU.)
+    """
+    if up > 1:
+        zeros = [jnp.zeros_like(x)] * (up - 1)
+        x = jnp.stack([x, *zeros], axis=axis + 1)  # [..., L, up, ...]
+        x = x.reshape(*x.shape[:axis], x.shape[axis] * up, *x.shape[axis + 2 :])
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = pad
+    x = jnp.pad(x, widths)
+    taps = len(k)
+    n = (x.shape[axis] - taps) // down + 1  # outputs
+    return sum(
+        float(k[taps - 1 - j])
+        * jax.lax.slice_in_dim(x, j, j + down * (n - 1) + 1, stride=down, axis=axis)
+        for j in range(taps)
+    )
+
+
 def upfirdn2d(
     x: Array,
     taps: Sequence[float],
@@ -53,6 +76,8 @@ def upfirdn2d(
     gain: float = 1.0,
 ) -> Array:
     """Upsample, pad, filter with (gain k k^T), downsample (module docstring), per channel.
+
+    The 2-D filter is separable, so the 1-D op runs along H and then along W.
 
     Args:
       x: [B, H, W, C].
@@ -68,21 +93,8 @@ def upfirdn2d(
     if up < 1 or down < 1 or min(pad) < 0:
         raise ValueError(f"need up, down >= 1 and pad >= 0, got {up=}, {down=}, {pad=}")
     k = fir_taps(taps)
-    kernel = gain * np.outer(k[::-1], k[::-1])  # flipped: lax convolutions are correlations
-    c = x.shape[-1]
-    kernel = jnp.asarray(np.tile(kernel[:, :, None, None], (1, 1, 1, c)), x.dtype)  # [K, K, 1, C]
-    # lhs_dilation inserts u - 1 zeros between samples only; the u - 1 trailing zeros of step 1
-    # are extra padding after.
-    padding = [(pad[0], pad[1] + up - 1)] * 2
-    return jax.lax.conv_general_dilated(
-        x,
-        kernel,
-        window_strides=(down, down),
-        padding=padding,
-        lhs_dilation=(up, up),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=c,
-    )
+    h = _upfirdn_1d(x, k, up, down, pad, axis=1)
+    return (gain * _upfirdn_1d(h, k, up, down, pad, axis=2)).astype(x.dtype)
 
 
 def downsample_2d(x: Array, taps: Sequence[float] = (1, 3, 3, 1)) -> Array:
