@@ -56,9 +56,10 @@ def _model_traces(sampler, num_steps):
 
     def model_fn(x, t):
         count[0] += 1
-        return den.model_fn(x, t)
+        # A velocity model, which every sampler takes (meanflow passes times [B, 2]: (t, 0)).
+        return den.velocity(x, t if t.ndim == 1 else t[:, 0])
 
-    traced = type(den)(model_fn, den.kind, den.process)
+    traced = type(den)(model_fn, "velocity", den.process)
     fn = jax.jit(lambda k, x: sampler(k, traced, x, num_steps=num_steps))
     fn.lower(jax.random.PRNGKey(0), jax.ShapeDtypeStruct((8, 2), np.float32))
     return count[0]
