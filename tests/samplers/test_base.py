@@ -16,6 +16,19 @@ NAMES = [
 ]  # fmt: skip
 
 
+def _velocity_denoiser(count=None):
+    """The exact Gaussian model as a velocity model, which every sampler takes (meanflow calls
+    it with times [B, 2] = (t, t - r); the exact instantaneous velocity ignores t - r)."""
+    den = gaussian_denoiser(VP)
+
+    def model_fn(x, t):
+        if count is not None:
+            count[0] += 1
+        return den.velocity(x, t if t.ndim == 1 else t[:, 0])
+
+    return type(den)(model_fn, "velocity", den.process)
+
+
 def test_registry_has_every_sampler_of_the_issue():
     assert samplers.names() == sorted(NAMES)
     with pytest.raises(ValueError, match="dpm_solver_pp"):
@@ -23,7 +36,7 @@ def test_registry_has_every_sampler_of_the_issue():
 
 
 def _compile_seconds(sampler, num_steps):
-    den = gaussian_denoiser(VP)
+    den = _velocity_denoiser()
     fn = jax.jit(lambda k, x: sampler(k, den, x, num_steps=num_steps))
     args = (jax.random.PRNGKey(0), jax.ShapeDtypeStruct((8, 2), np.float32))
     lowered = fn.lower(*args)
@@ -51,15 +64,8 @@ def test_compile_time_does_not_grow_with_steps(name):
 
 def _model_traces(sampler, num_steps):
     """How many times the network is traced when lowering a run of `num_steps` steps."""
-    den = gaussian_denoiser(VP)
     count = [0]
-
-    def model_fn(x, t):
-        count[0] += 1
-        # A velocity model, which every sampler takes (meanflow passes times [B, 2]: (t, 0)).
-        return den.velocity(x, t if t.ndim == 1 else t[:, 0])
-
-    traced = type(den)(model_fn, "velocity", den.process)
+    traced = _velocity_denoiser(count)
     fn = jax.jit(lambda k, x: sampler(k, traced, x, num_steps=num_steps))
     fn.lower(jax.random.PRNGKey(0), jax.ShapeDtypeStruct((8, 2), np.float32))
     return count[0]
