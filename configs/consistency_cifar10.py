@@ -21,7 +21,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.process.kwargs = ml_collections.ConfigDict({"sigma_min": 0.002, "sigma_max": 80.0})
     config.loss = consistency_toy2d.get_config().loss  # iCT: pseudo-Huber, lognormal, ict, mu 0
     config.loss.t_max = 1.0  # sigma_max = 80 is finite
-    config.loss.total_steps = 400_000  # K of the curriculum: training.num_steps
     config.loss.s1 = 1280  # final discretisation
     config.model.kwargs = ml_collections.ConfigDict({"dropout": 0.3})
 
@@ -31,6 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.ema_decay = 0.99993
     config.training.batch_size = 1024
     config.training.num_steps = 400_000
+    config.loss.total_steps = config.training.get_ref("num_steps")  # K of the curriculum
     config.sample.sampler = ""  # "consistency"
     config.sample.num_steps = 1  # one-step generation (2 for the 2-step figure)
     return config

@@ -26,12 +26,13 @@ def get_config() -> ml_collections.ConfigDict:
             "weighting": "inverse_gap",  # lambda = 1 / (s_{n+1} - s_n) (iCT)
             "noise_sampling": "lognormal",  # iCT
             "schedule": "ict",  # N(k) doubling from s0 to s1
-            "total_steps": 3000,  # K of the curriculum: training.num_steps
             "s0": 10,  # initial discretisation
             "s1": 320,  # final discretisation
             "mu0": 0.0,  # no EMA target (iCT)
         }
     )
+    # K of the curriculum: a reference to training.num_steps, so overriding one moves both.
+    config.loss.total_steps = config.training.get_ref("num_steps")
     config.sample.sampler = ""  # the method's "consistency" sampler
     config.sample.num_steps = 1  # one-step generation
     return config

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from diffjax.methods.base import ApplyFn, Batch, LossFn, Params, Recipe
-from diffjax.predictions import Denoiser, ModelFn, Preconditioning
+from diffjax.predictions import Denoiser, ModelFn, Preconditioning, consistency_coefficients
 from diffjax.processes import Process, expand
 
 METRICS = ("l2", "l1", "pseudo_huber")
@@ -55,13 +55,15 @@ def noise_level(process: Process, t: Array) -> Array:
 
 
 def boundary_coefs(process: Process, t: Array, t_min: float, sigma_data: float):
-    """(c_skip(t), c_out(t)) with c_skip(t_min) = 1, c_out(t_min) = 0; t: [B] -> [B] each."""
-    s = noise_level(process, t)
-    # s - s_min, set to exactly 0 at t_min (separately rounded s and s_min may differ by an ulp).
-    gap = jnp.where(t <= t_min, 0.0, s - noise_level(process, jnp.float32(t_min)))
-    c_skip = sigma_data**2 / (jnp.square(gap) + sigma_data**2)
-    c_out = sigma_data * gap / jnp.sqrt(sigma_data**2 + jnp.square(s))
-    return c_skip, c_out
+    """(c_skip(t), c_out(t)) with c_skip(t_min) = 1, c_out(t_min) = 0; t: [B] -> [B] each.
+
+    `predictions.consistency_coefficients` of the noise level s(t), with s pinned to s_min at
+    t <= t_min so the gap is exactly 0 there (separately rounded s(t_min) and s_min may differ
+    by an ulp).
+    """
+    s_min = noise_level(process, jnp.float32(t_min))
+    s = jnp.where(t <= t_min, s_min, noise_level(process, t))
+    return consistency_coefficients(s, sigma_data, s_min)
 
 
 @dataclasses.dataclass(frozen=True)

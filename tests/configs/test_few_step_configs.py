@@ -62,3 +62,10 @@ def test_config_builds(name):
 def test_trains_through_main(name, tmp_path):
     losses = digits_run.train_losses(name, tmp_path, num_steps=100)
     assert losses[-1] < losses[0], losses
+
+
+@pytest.mark.parametrize("name", ["consistency_toy2d", "consistency_cifar10"])
+def test_curriculum_length_follows_the_training_length(name):
+    config = importlib.import_module(f"configs.{name}").get_config()
+    config.training.num_steps = 123
+    assert config.loss.to_dict()["total_steps"] == 123
