@@ -58,11 +58,17 @@ class Recipe:
       vlb: for methods with a variational bound (DDPM, VDM), `vlb(denoiser, x0, key, num_bins)`
         -> an unbiased estimate of the bound in nats per example [B]; `mode=eval_bpd` reports it
         beside the probability-flow ODE's bits/dim.
-      teacher: the loss reads `params["teacher"]`, a trained network of the same architecture
-        (consistency distillation, progressive distillation).
+      teacher_prediction: the loss reads `params["teacher"]`, a trained network of the same
+        architecture predicting this kind (consistency distillation, progressive distillation);
+        None for methods without a teacher.
       init_frozen: trained params -> dict of extra frozen params (e.g. {"target": ...}).
       update_frozen: (frozen, trained params after the update, step) -> frozen, run after every
         optimizer step (e.g. the EMA target network); None leaves the frozen params as they are.
+      chain_modes: the chained trainer modes this method runs in: "distill" (progressive
+        distillation rounds, the loss option `student_steps` halving) and/or "reflow" (the loss
+        reads reflow pairs from `batch["noise"]`).
+      weight_decay_mask: params -> a pytree of bools, True where decoupled weight decay applies
+        (None: everywhere).
       num_times: times per example the network sees: 1 (t [B]) or 2 (MeanFlow's (t, t - r),
         [B, 2]); the parameters are initialised with that shape.
     """
@@ -77,9 +83,11 @@ class Recipe:
     init_aux: Callable[[Array], dict] = _no_aux
     bind_process: Callable[[Params], Process] | None = None
     vlb: Callable[[Denoiser, Array, Array, int], Array] | None = None
-    teacher: bool = False
+    teacher_prediction: str | None = None
     init_frozen: Callable[[Params], dict] = _no_frozen
     update_frozen: Callable[[dict, Params, Array], dict] | None = None
+    chain_modes: frozenset[str] = frozenset()
+    weight_decay_mask: Callable[[Params], Any] | None = None
     num_times: int = 1
 
     def __post_init__(self):

@@ -339,7 +339,7 @@ def consistency(
         make_loss=make_loss,
         sampler="consistency",
         sampler_options={"t_min": t_min, "t_max": t_max, "rho": rho_sample},
-        teacher=mode == "cd",
+        teacher_prediction=teacher_prediction if mode == "cd" else None,
         init_frozen=init_target,
         update_frozen=update_target if mu0 > 0.0 else None,
     )

@@ -173,6 +173,7 @@ def flow_matching(
         prediction="velocity",
         make_loss=make_loss,
         sampler="euler",
+        chain_modes=frozenset({"reflow"}),
     )
 
 

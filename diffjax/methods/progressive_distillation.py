@@ -114,5 +114,6 @@ def progressive_distillation(
         make_loss=make_loss,
         sampler="ddim",
         sampler_options={"eta": 0.0},
-        teacher=True,
+        teacher_prediction=teacher_prediction,
+        chain_modes=frozenset({"distill"}),
     )

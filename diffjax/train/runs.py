@@ -85,7 +85,7 @@ def state_constructor(
 
     def init_frozen(params: Params) -> Params:
         frozen = recipe.init_frozen(params)
-        if recipe.teacher:
+        if recipe.teacher_prediction is not None:
             frozen["teacher"] = params["model"] if teacher is None else teacher
         return frozen
 
@@ -137,7 +137,7 @@ def load_teacher(config: ml_collections.ConfigDict, exp: experiment.Experiment) 
     """
     workdir = config.teacher.workdir
     if not workdir:
-        if exp.recipe.teacher:
+        if exp.recipe.teacher_prediction is not None:
             raise ValueError(
                 f"method {config.method!r} learns from a teacher: set --config.teacher.workdir "
                 "to the workdir of a trained run"

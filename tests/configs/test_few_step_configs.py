@@ -43,7 +43,7 @@ def test_config_builds(name):
     sampler_name = config.sample.sampler or recipe.sampler
     assert sampler_name == sampler
     samplers.get(sampler_name, **(recipe.sampler_options if not config.sample.sampler else {}))
-    assert recipe.teacher == (
+    assert (recipe.teacher_prediction is not None) == (
         config.method == "progressive_distillation" or config.loss.get("mode") == "cd"
     )
     shape = (2, 2) if config.data.name == "toy2d" else (2, 32, 32, 3)
