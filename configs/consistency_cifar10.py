@@ -20,7 +20,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.process.name = "edm"  # alpha = 1, sigma(t) = 0.002 + t (80 - 0.002)
     config.process.kwargs = ml_collections.ConfigDict({"sigma_min": 0.002, "sigma_max": 80.0})
     config.loss = consistency_toy2d.get_config().loss  # iCT: pseudo-Huber, lognormal, ict, mu 0
-    config.loss.t_max = 1.0  # sigma_max = 80 is finite
+    config.loss.sigma_min = 0.002  # the boundary, at t = 0 of this process
+    config.loss.sigma_max = 80.0  # at t = 1
     config.loss.s1 = 1280  # final discretisation
     config.model.kwargs = ml_collections.ConfigDict({"dropout": 0.3})
 

@@ -18,7 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.teacher_solver = "heun"  # one Heun step between adjacent times
     config.loss.metric = "l2"  # Song et al. 2023 (LPIPS for images)
     config.loss.weighting = "uniform"  # lambda = 1
-    config.loss.noise_sampling = "uniform"  # n uniform on {1 .. N - 1}
+    config.loss.time_distribution = "uniform"  # n uniform on {1 .. N - 1}
     config.loss.schedule = "constant"  # N = s1 throughout
     config.loss.s1 = 18  # N of CD on CIFAR-10
     config.loss.mu0 = 0.95  # EMA decay of the target network

@@ -19,12 +19,12 @@ def get_config() -> ml_collections.ConfigDict:
         {
             "prediction": "x0",  # f(x, t): the trajectory's point at t_min
             "mode": "ct",  # consistency training, no teacher
-            "t_min": 0.002,  # boundary time, f(x, t_min) = x
-            "t_max": 0.98,  # the linear interpolant's noise level t / (1 - t) is finite below 1
+            "sigma_min": 0.002,  # boundary noise level sigma / alpha, f(x, sigma_min) = x
+            "sigma_max": 49.0,  # largest level (t = 0.98: the linear interpolant's is t / (1 - t))
             "sigma_data": 0.5,  # data scale in c_skip / c_out
             "metric": "pseudo_huber",  # iCT
             "weighting": "inverse_gap",  # lambda = 1 / (s_{n+1} - s_n) (iCT)
-            "noise_sampling": "lognormal",  # iCT
+            "time_distribution": "lognormal",  # log-normal mass of each pair (iCT)
             "schedule": "ict",  # N(k) doubling from s0 to s1
             "s0": 10,  # initial discretisation
             "s1": 320,  # final discretisation

@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
             "prediction": "eps",  # eps | x0 | v | score | velocity
             "target": "eps",  # space of the regression (same objective, other arithmetic)
             "weighting": "uniform",  # uniform (L_simple) | snr | min_snr | truncated_snr | ...
-            "time_sampling": "uniform",  # t = i / T, i ~ U{1..T}
+            "time_distribution": "uniform",  # t = i / T, i ~ U{1..T}
         }
     )
     return config

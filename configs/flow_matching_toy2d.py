@@ -30,8 +30,8 @@ def get_config() -> ml_collections.ConfigDict:
         {
             "prediction": "velocity",  # the network is the velocity field v(x_t, t)
             "time_distribution": "uniform",  # uniform | logit_normal (SD3)
-            "time_loc": 0.0,  # logit-normal location
-            "time_scale": 1.0,  # logit-normal scale
+            # Options of the time distribution (logit_normal: {"mean", "std"}, default 0, 1).
+            "time_distribution_kwargs": {},
             "t_min": 0.0,  # smallest training time
             "coupling": "independent",  # independent | exact | sinkhorn (OT-CFM)
             "sinkhorn_epsilon": 0.05,  # entropic regularisation relative to the mean cost

@@ -19,8 +19,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.process.name = "rectified_flow"  # z_t = (1 - t) x + t eps
     config.process.kwargs = ml_collections.ConfigDict()
     config.loss = meanflow_toy2d.get_config().loss
-    config.loss.time_loc = -2.0  # logit-normal location (CIFAR-10)
-    config.loss.time_scale = 2.0  # logit-normal scale (CIFAR-10)
+    config.loss.time_distribution_kwargs.mean = -2.0  # logit-normal location (CIFAR-10)
+    config.loss.time_distribution_kwargs.std = 2.0  # logit-normal scale (CIFAR-10)
     config.loss.equal_fraction = 0.25  # r = t for 25%: r != t for 75%
     config.loss.adaptive_power = 0.75  # p
 

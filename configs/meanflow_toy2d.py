@@ -16,8 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
         {
             "prediction": "velocity",  # u(z, t, t) is the instantaneous velocity
             "time_distribution": "logit_normal",  # each of the two draws of (r, t)
-            "time_loc": -0.4,  # the paper's logit-normal
-            "time_scale": 1.0,
+            "time_distribution_kwargs": {"mean": -0.4, "std": 1.0},  # the paper's logit-normal
             "equal_fraction": 0.75,  # fraction of r = t (plain flow matching)
             "adaptive_power": 1.0,  # adaptive loss weight 1 / (||D||^2 + c)^p
             "adaptive_eps": 1e-3,  # c

@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
             "prediction": "v",  # the student's output
             "teacher_prediction": "v",  # the first teacher's output (later: the student's)
             "student_steps": 512,  # set per round by mode=distill
-            "weighting": "snr_trunc",  # max(SNR, 1)
+            "weighting": "truncated_snr",  # max(SNR, 1) on the x0 error
         }
     )
     config.teacher.init_student = True

@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
             "prediction": "velocity",  # the student keeps the teacher's parameterisation
             "teacher_prediction": "velocity",  # the flow-matching teacher's output
             "student_steps": 16,  # set per round by mode=distill
-            "weighting": "uniform",  # snr_trunc | snr_plus_one | uniform
+            "weighting": "inverse_snr",  # x0 error unweighted | truncated_snr | snr_plus_one
         }
     )
     config.distill.start_steps = 16  # first student: 16 steps (its teacher: 32)

@@ -20,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss = ml_collections.ConfigDict(
         {
             "num_bins": 17,  # digits have 17 gray levels (reconstruction term)
-            "time_sampling": "antithetic",  # VDM's low-discrepancy t
+            "time_distribution": "antithetic",  # VDM's low-discrepancy t
             "variance_reduction": True,  # gamma's shape minimises the VLB estimator's variance
         }
     )

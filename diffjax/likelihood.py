@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from diffjax import ode
-from diffjax.predictions import Denoiser
+from diffjax.denoisers import Denoiser
 
 TRACES = ("exact", "hutchinson")
 PROBES = ("rademacher", "gaussian")

@@ -47,6 +47,11 @@ class Process(abc.ABC):
         """lambda(t) = log(alpha^2 / sigma^2), decreasing in t."""
         return 2.0 * (jnp.log(self.alpha(t)) - jnp.log(self.sigma(t)))
 
+    def noise_level(self, t: Array) -> Array:
+        """s(t) = sigma(t) / alpha(t) = exp(-lambda / 2): the VE-equivalent noise level, x_t / alpha
+        = x_0 + s eps (EDM's sigma, the consistency models' t)."""
+        return jnp.exp(-0.5 * self.log_snr(t))
+
     def f(self, t: Array) -> Array:
         """Drift coefficient f(t) = d log alpha / dt of the forward SDE."""
         t = jnp.asarray(t, jnp.float32)
@@ -79,6 +84,10 @@ class Process(abc.ABC):
         lo, hi = jax.lax.fori_loop(0, num_iters, body, (jnp.zeros_like(lam), jnp.ones_like(lam)))
         return 0.5 * (lo + hi)
 
+    def t_of_noise_level(self, noise_level: Array) -> Array:
+        """The t with `noise_level(t)` = s (bisection on the log-SNR -2 log s); any shape."""
+        return self.t_of_log_snr(-2.0 * jnp.log(jnp.asarray(noise_level, jnp.float32)))
+
     def prior_std(self) -> Array:
         """Std of the terminal distribution N(0, (alpha(1)^2 + sigma(1)^2) I) for unit-scale data.
 
@@ -91,12 +100,15 @@ class Process(abc.ABC):
         """Draws x_1 ~ N(0, prior_std^2 I) of the given shape."""
         return self.prior_std() * jax.random.normal(key, shape)
 
+    def x_t(self, x0: Array, eps: Array, t: Array) -> Array:
+        """alpha(t) x0 + sigma(t) eps; x0, eps: [B, ...], t: [B] or scalar. With the model's
+        (x0, eps) at a later time this is the deterministic DDIM step."""
+        return expand(self.alpha(t), x0) * x0 + expand(self.sigma(t), x0) * eps
+
     def marginal_sample(self, key: Array, x0: Array, t: Array) -> tuple[Array, Array]:
         """Draws x_t ~ q(x_t | x_0); returns (x_t, eps). `t`: [B], `x0`: [B, ...]."""
         eps = jax.random.normal(key, x0.shape, x0.dtype)
-        return self.alpha(t).reshape(_bshape(x0, t)) * x0 + self.sigma(t).reshape(
-            _bshape(x0, t)
-        ) * eps, eps
+        return self.x_t(x0, eps, t), eps
 
 
 def _bshape(x: Array, t: Array) -> tuple[int, ...]:

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffjax import denoisers, predictions, processes
+from diffjax import denoisers, preconditioning, processes
 from diffjax.analytic.gaussian import GaussianMixture
 
 
@@ -31,7 +31,7 @@ def test_clip_x0_keeps_a_learned_variance():
     process = processes.get("vp")
     exact = GaussianMixture.gaussian(jnp.zeros(2), jnp.eye(2)).denoiser(process)
     net = lambda x, t: jnp.concatenate([exact.x0(x, t), jnp.full_like(x, 0.25)], -1)  # noqa: E731
-    learned = predictions.Denoiser(net, predictions.LearnedVariance("x0"), process)
+    learned = denoisers.Denoiser(net, preconditioning.LearnedVariance("x0"), process)
     clipped = denoisers.clip_x0(learned)
     x = jax.random.normal(jax.random.key(0), (8, 2))
     np.testing.assert_array_equal(jax.jit(clipped.variance)(x, 0.5), np.full((8, 2), 0.25))

@@ -12,7 +12,7 @@ from configs import rectified_flow_toy2d
 from diffjax import likelihood, ode, processes
 from diffjax.analytic.gaussian import GaussianMixture
 from diffjax.data import toy2d
-from diffjax.predictions import Denoiser
+from diffjax.denoisers import Denoiser
 from diffjax.train import loop, runs
 
 _rng = np.random.default_rng(0)

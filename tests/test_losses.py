@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffjax import losses, predictions, processes
+from diffjax import denoisers, losses, predictions, processes
 from diffjax.analytic.gaussian import GaussianMixture
 
 MU = jnp.array([0.3, -0.5])
@@ -25,7 +25,7 @@ def exact_apply(process, kind):
         a, s = process.alpha(t)[:, None], process.sigma(t)[:, None]
         return MU[None] + a * VAR[None] * (x - a * MU[None]) / (a**2 * VAR[None] + s**2)
 
-    denoiser = predictions.Denoiser(x0_mean, "x0", process)
+    denoiser = denoisers.Denoiser(x0_mean, "x0", process)
 
     def apply_fn(params, x, t, cond=None, key=None):
         return denoiser.predict(x, t, kind) + params["b"][None]
@@ -59,8 +59,8 @@ ZERO = {"model": {"b": jnp.zeros(2)}}
 )
 def test_ddpm_loss_at_optimum_is_closed_form(kind, target):
     proc = processes.get("ddpm_linear", num_steps=100)
-    loss_fn = losses.denoising_loss(
-        lambda p, *a, **k: exact_apply(proc, kind)(p, *a), proc, prediction=kind, target=target
+    loss_fn = losses.DenoisingLoss(proc, prediction=kind, target=target)(
+        lambda p, *a, **k: exact_apply(proc, kind)(p, *a)
     )
     value, se = mc_mean(loss_fn, ZERO)
     t = np.arange(1, 101) / 100
@@ -82,8 +82,8 @@ def test_weighted_continuous_loss_at_optimum(weighting, kw):
     """Continuous vp with each weighting: E_t[w(t) mse*(t)] by quadrature on a fine t grid."""
     proc = processes.get("vp")
     t_min = 1e-3
-    loss_fn = losses.denoising_loss(
-        exact_apply(proc, "eps"), proc, weighting=weighting, weighting_kwargs=kw, t_min=t_min
+    loss_fn = losses.DenoisingLoss(proc, weighting=weighting, weighting_kwargs=kw, t_min=t_min)(
+        exact_apply(proc, "eps")
     )
     value, se = mc_mean(loss_fn, ZERO, n_keys=32)
     # t ~ U[0, 1) clipped to t_min: mass t_min at t_min, density 1 on (t_min, 1).
@@ -124,7 +124,7 @@ def test_target_space_does_not_change_the_objective():
     def all_targets(params, batch, key):
         return jnp.stack(
             [
-                losses.denoising_loss(apply_fn, proc, prediction="v", target=target)(
+                losses.DenoisingLoss(proc, prediction="v", target=target)(apply_fn)(
                     params, batch, key
                 )[0]
                 for target in predictions.KINDS
@@ -139,7 +139,7 @@ def test_target_space_does_not_change_the_objective():
 def test_gradient_wrt_model_output_vanishes_at_optimum(kind):
     """d loss / d b at b = 0 for output + b: zero in expectation (5 standard errors)."""
     proc = processes.get("ddpm_linear", num_steps=100)
-    loss_fn = losses.denoising_loss(exact_apply(proc, kind), proc, prediction=kind)
+    loss_fn = losses.DenoisingLoss(proc, prediction=kind)(exact_apply(proc, kind))
 
     @jax.jit
     def grad(key):
@@ -172,13 +172,17 @@ def test_time_samplers():
     proc = processes.get("edm")
     key = jax.random.key(0)
     n = 20000
-    anti = losses.TIME_SAMPLERS["antithetic"]()(key, 8, proc)
+    anti = losses.time_distribution(
+        "antithetic",
+    ).sample(key, 8, proc)
     np.testing.assert_allclose(np.sort(np.diff(np.sort(np.asarray(anti)))), 1 / 8, atol=1e-6)
-    t = losses.TIME_SAMPLERS["logit_normal"](mean=0.5, std=0.8)(key, n, proc)
+    t = losses.time_distribution("logit_normal", mean=0.5, std=0.8).sample(key, n, proc)
     logit = np.log(t) - np.log1p(-t)
     assert abs(logit.mean() - 0.5) < 5 * 0.8 / math.sqrt(n)
     assert abs(logit.std() - 0.8) < 5 * 0.8 / math.sqrt(2 * n)
-    t = jax.jit(lambda k: losses.TIME_SAMPLERS["lognormal"](mean=-1.2, std=1.2)(k, n, proc))(key)
+    t = jax.jit(
+        lambda k: losses.time_distribution("lognormal", mean=-1.2, std=1.2).sample(k, n, proc)
+    )(key)
     log_sigma = np.log(np.asarray(proc.sigma(t)))
     assert abs(log_sigma.mean() + 1.2) < 5 * 1.2 / math.sqrt(n)
     assert abs(log_sigma.std() - 1.2) < 5 * 1.2 / math.sqrt(2 * n)
@@ -194,7 +198,7 @@ def test_ncsn_levels_grid():
     "kw",
     [
         {"weighting": "nope"},
-        {"time_sampling": "nope"},
+        {"time_distribution": "nope"},
         {"weighting": "min_snr", "weighting_kwargs": {"gamma": -1.0}},
         {"weighting": "min_snr", "weighting_kwargs": {"gama": 1.0}},
         {"prediction": "noise"},
@@ -205,7 +209,7 @@ def test_ncsn_levels_grid():
 )
 def test_invalid_options_raise(kw):
     with pytest.raises(ValueError):
-        losses.denoising_loss(None, processes.get("vp"), **kw)
+        losses.DenoisingLoss(processes.get("vp"), **kw)(None)
 
 
 # ---------------------------------------------------------------- discrete VLB, iDDPM, VDM
@@ -241,7 +245,7 @@ def expected_vlb_closed_form(num_steps):
 
 
 def exact_x0_denoiser(process):
-    return predictions.Denoiser(
+    return denoisers.Denoiser(
         lambda x, t: exact_apply(process, "x0")({"b": jnp.zeros(2)}, x, t), "x0", process
     )
 
@@ -297,7 +301,7 @@ def iddpm_apply(process, v_value):
 def test_iddpm_vlb_estimate_matches_full_vlb():
     """v = 1 is the beta variance: E[T L_i + L_T] equals the full discrete VLB (bits/dim)."""
     proc = processes.get("ddpm_cosine", num_steps=20)
-    loss_fn = losses.iddpm_loss(iddpm_apply(proc, 1.0), proc, num_bins=17)
+    loss_fn = losses.IDDPMLoss(proc, num_bins=17)(iddpm_apply(proc, 1.0))
     grid = jnp.linspace(-1.0, 1.0, 17)
     x = grid[jnp.clip(jnp.round((DATA.sample(jax.random.key(0), 4000) + 1) * 8), 0, 16).astype(int)]
 
@@ -326,7 +330,7 @@ def test_iddpm_vlb_does_not_train_the_mean():
     @jax.jit
     def grads(params):
         return [
-            jax.grad(lambda p, w=w: losses.iddpm_loss(apply_fn, proc, vlb_weight=w)(
+            jax.grad(lambda p, w=w: losses.IDDPMLoss(proc, vlb_weight=w)(apply_fn)(
                 p, batch, jax.random.key(1))[0])(params)["model"]["b"]
             for w in (0.0, 1e-3, 1.0)
         ]  # fmt: skip
@@ -362,7 +366,9 @@ def test_vdm_diffusion_loss_depends_only_on_the_ends():
         def diffusion(key, model=model, bound=bound):
             kx, kt, kn = jax.random.split(key, 3)
             x0 = DATA.sample(kx, 4096)
-            t = losses.TIME_SAMPLERS["antithetic"]()(kt, 4096, bound)
+            t = losses.time_distribution(
+                "antithetic",
+            ).sample(kt, 4096, bound)
             return losses.vdm_terms(model, bound, x0, t, kn, 17)[0].mean()
 
         vals = jax.vmap(diffusion)(jax.random.split(jax.random.key(2), 16))
@@ -404,8 +410,8 @@ def test_vdm_variance_reduction_gradients():
 
     batch = {"x": DATA.sample(jax.random.key(0), 64)}
     key = jax.random.key(1)
-    reduced = losses.vdm_loss(apply_fn, proc, num_bins=256, variance_reduction=True)
-    plain = losses.vdm_loss(apply_fn, proc, num_bins=256, variance_reduction=False)
+    reduced = losses.VDMLoss(proc, num_bins=256, variance_reduction=True)(apply_fn)
+    plain = losses.VDMLoss(proc, num_bins=256, variance_reduction=False)(apply_fn)
     g_red = jax.jit(jax.grad(lambda p: reduced(p, batch, key)[0]))(params)
     g_plain = jax.jit(jax.grad(lambda p: plain(p, batch, key)[0]))(params)
     assert float(reduced(params, batch, key)[0]) == pytest.approx(
@@ -416,7 +422,9 @@ def test_vdm_variance_reduction_gradients():
         _, m = plain(p, batch, key)
         del m
         t_key, noise_key, _ = jax.random.split(key, 3)
-        t = losses.TIME_SAMPLERS["antithetic"]()(t_key, 64, proc)
+        t = losses.time_distribution(
+            "antithetic",
+        ).sample(t_key, 64, proc)
         bound = proc.bind(p["schedule"])
         model = lambda z, s: apply_fn(p["model"], z, s)  # noqa: E731
         parts = losses.vdm_terms(model, bound, batch["x"], t, noise_key, 256)
@@ -425,7 +433,7 @@ def test_vdm_variance_reduction_gradients():
 
     g_var = jax.jit(jax.grad(second_moment))(params)
     np.testing.assert_allclose(g_red["model"]["b"], g_plain["model"]["b"], rtol=1e-5)
-    for end in ("gamma_0", "gamma_1"):
+    for end in ("gamma_0", "log_gamma_span"):
         np.testing.assert_allclose(g_red["schedule"][end], g_plain["schedule"][end], rtol=1e-5)
     shape = "_PositiveDense_1"
     np.testing.assert_allclose(
@@ -435,19 +443,29 @@ def test_vdm_variance_reduction_gradients():
 
 
 def test_learned_variance_at_v_one_is_the_beta_vlb():
-    """frac = (v + 1) / 2 = 1 selects beta exactly: the learned VLB equals the beta VLB."""
+    """frac = (v + 1) / 2 = 1 selects beta exactly: every KL term (i >= 2) of the learned VLB
+    equals the beta one. At i = 1 the fixed "beta" decoder uses beta~_2 (DDPM / iDDPM's
+    convention) while the learned one interpolates from beta_1, as iDDPM."""
     proc = processes.get("ddpm_linear", num_steps=20)
     x = jnp.linspace(-1.0, 1.0, 17)[jax.random.randint(jax.random.key(0), (64, 2), 0, 17)]
     den = exact_x0_denoiser(proc)
 
     @jax.jit
-    def both(key):
-        learned = losses.ddpm_vlb(
-            den, x, key, variance="learned", num_bins=17, v_fn=lambda z, t: jnp.ones_like(z)
-        )
-        return learned, losses.ddpm_vlb(den, x, key, variance="beta", num_bins=17)
+    def terms(i, key):
+        i_b = jnp.full((64,), i, jnp.float32)
+        z, _ = proc.marginal_sample(key, x, i_b / 20)
+        x0_hat = den.x0(z, i_b / 20)
+        learned = losses.vlb_term(proc, 20, i_b, x, z, x0_hat, jnp.ones_like(z), "learned",
+                                  num_bins=17)  # fmt: skip
+        fixed = [losses.vlb_term(proc, 20, i_b, x, z, x0_hat, None, v, num_bins=17)
+                 for v in ("beta", "beta_tilde")]  # fmt: skip
+        return learned, *fixed
 
-    learned, beta = both(jax.random.key(1))
-    np.testing.assert_allclose(learned, beta, rtol=1e-5)
+    for i in range(2, 21):
+        learned, beta, _ = terms(i, jax.random.key(i))
+        np.testing.assert_allclose(learned, beta, rtol=1e-5)
+    learned, beta, beta_tilde = terms(1, jax.random.key(1))
+    np.testing.assert_array_equal(beta, beta_tilde)
+    assert not np.allclose(learned, beta)
     with pytest.raises(ValueError, match="learned"):
         losses.ddpm_vlb(den, x, jax.random.key(1), variance="learned")

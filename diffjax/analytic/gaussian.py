@@ -14,9 +14,14 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 from jax import Array
+from jax.tree_util import Partial
 
-from diffjax.predictions import Denoiser
+from diffjax.denoisers import Denoiser
 from diffjax.processes import Process
+
+
+def _x0_mean(mixture: "GaussianMixture", process: Process, x: Array, t: Array) -> Array:
+    return mixture.x0_mean(x, t, process)
 
 
 @flax.struct.dataclass
@@ -87,8 +92,9 @@ class GaussianMixture:
         return jnp.sum(resp[..., None] * cond, axis=1)
 
     def denoiser(self, process: Process) -> Denoiser:
-        """The exact (Bayes-optimal) denoiser, predicting x0."""
-        return Denoiser(lambda x, t: self.x0_mean(x, t, process), "x0", process)
+        """The exact (Bayes-optimal) denoiser, predicting x0; the mixture's arrays and the
+        process are leaves of the Denoiser pytree."""
+        return Denoiser(Partial(_x0_mean, self, process), "x0", process)
 
     def sample(self, key: Array, n: int) -> Array:
         """n draws of x_0, [n, D]."""

@@ -35,7 +35,7 @@ from jax import Array
 from tqdm import tqdm
 
 from diffjax import likelihood
-from diffjax.predictions import Denoiser
+from diffjax.denoisers import Denoiser
 
 # A plainly scaled value lies within this distance of the grid 2 v / (K - 1) - 1 (float32 scaling
 # is exact to ~1e-7; the grid spacing is 2 / (K - 1) >= 3e-5 for K <= 65536).

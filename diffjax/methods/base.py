@@ -1,6 +1,8 @@
-"""The Recipe: what one method of the seeds is made of (process, prediction, loss, sampler).
+"""The Recipe: what one method of the seeds is made of (process, prediction, objective, sampler).
 
-A method file builds a Recipe from typed keyword arguments; the trainer only talks to Recipes.
+A method file builds a Recipe from typed keyword arguments: its objective (`diffjax.losses`)
+validates them on construction, so a bad option fails when the method is built. The trainer only
+talks to Recipes.
 
 Parameters: the trainer keeps the trained tree `{"model": <network params>, **aux}` where `aux`
 is what `Recipe.init_aux` returns (e.g. VDM's learned schedule under "schedule"), and beside it
@@ -9,10 +11,7 @@ the trainer from `config.teacher.workdir`) and what `Recipe.init_frozen` returns
 target network of consistency training under "target"), which takes no gradient and is moved
 only by `Recipe.update_frozen`. Losses receive both trees merged, and the batch carries the
 training step under "step" (for curricula such as consistency training's N(k)).
-
-`ApplyFn` is the network as a pure function:
-  apply_fn(model_params, x: [B, ...], t: [B], cond=None, key=None) -> output [B, ...]
-with `key` the dropout key (None means evaluation mode).
+`ApplyFn` (`diffjax.losses.base`) is the network as a pure function.
 """
 
 import dataclasses
@@ -21,13 +20,11 @@ from typing import Any
 
 from jax import Array
 
-from diffjax.predictions import Denoiser
+from diffjax import denoisers
+from diffjax.denoisers import Denoiser
+from diffjax.losses.base import ApplyFn, LossFn, Objective, Params
+from diffjax.preconditioning import Preconditioning
 from diffjax.processes import Process
-
-ApplyFn = Callable[..., Array]
-Params = Any
-Batch = Mapping[str, Array]
-LossFn = Callable[[Params, Batch, Array], tuple[Array, dict[str, Array]]]
 
 
 def _no_aux(key: Array) -> dict:
@@ -47,9 +44,9 @@ class Recipe:
     Attributes:
       name: the registered method name.
       process: the forward process (for learned schedules, the one `bind_process` completes).
-      prediction: the kind the network outputs ("eps", "x0", "v", "score", "velocity").
-      make_loss: apply_fn -> loss(params, batch, key) -> (scalar, metrics); `batch["x"]` holds
-        the data [B, ...] and `batch.get("cond")` the optional conditioning.
+      prediction: the kind the network outputs ("eps", "x0", "v", "score", "velocity") or the
+        `Preconditioning` that makes it one.
+      objective: the validated objective; `objective(apply_fn)` is the loss (see `make_loss`).
       sampler: default sampler name in `diffjax.samplers`.
       sampler_options: default keyword options for that sampler.
       out_channels_factor: network output channels per data channel (2 for learned variance).
@@ -75,8 +72,8 @@ class Recipe:
 
     name: str
     process: Process
-    prediction: str
-    make_loss: Callable[[ApplyFn], LossFn]
+    prediction: str | Preconditioning
+    objective: Objective
     sampler: str
     sampler_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     out_channels_factor: int = 1
@@ -98,10 +95,14 @@ class Recipe:
         """The process with the learned parts of `params` bound in."""
         return self.process if self.bind_process is None else self.bind_process(params)
 
+    def make_loss(self, apply_fn: ApplyFn) -> LossFn:
+        """loss(params, batch, key) -> (scalar, metrics) of the network `apply_fn`;
+        `batch["x"]` holds the data [B, ...] and `batch.get("cond")` the optional conditioning."""
+        return self.objective(apply_fn)
+
     def denoiser(self, apply_fn: ApplyFn, params: Params, cond: Array | None = None) -> Denoiser:
-        """The trained network as a Denoiser (evaluation mode, `params` the whole tree)."""
-        return Denoiser(
-            lambda x, t: apply_fn(params["model"], x, t, cond),
-            self.prediction,
-            self.process_for(params),
+        """The trained network as a Denoiser (evaluation mode, `params` the whole tree); a pytree
+        whose leaves are the params, so a jitted sampler taking it compiles once."""
+        return denoisers.from_network(
+            apply_fn, params["model"], self.prediction, self.process_for(params), cond
         )

@@ -3,7 +3,7 @@
 Seed 000, "DDPM": q(x_t | x_0) = N(sqrt(bar alpha_t) x_0, (1 - bar alpha_t) I), the network
 predicts the noise and is trained with E_{t ~ U{1..T}, eps} ||eps - eps_theta(x_t, t)||^2;
 ancestral sampling with p(x_{t-1} | x_t) = N(mu_theta, beta~_t I) or beta_t I. Every option of
-`diffjax.losses.denoising_loss` (x0 / v prediction and target, weighting, timestep sampling)
+`diffjax.losses.DenoisingLoss` (x0 / v prediction and target, weighting, time distribution)
 is a keyword here.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from diffjax import losses
-from diffjax.methods.base import ApplyFn, Recipe
+from diffjax.methods.base import Recipe
 from diffjax.processes import DiscreteProcess, Process
 
 
@@ -21,8 +21,8 @@ def ddpm(
     target: str = "eps",
     weighting: str = "uniform",
     weighting_kwargs: Mapping[str, Any] | None = None,
-    time_sampling: str = "uniform",
-    time_sampling_kwargs: Mapping[str, Any] | None = None,
+    time_distribution: str = "uniform",
+    time_distribution_kwargs: Mapping[str, Any] | None = None,
     sampler: str = "ddpm",
     sampler_options: Mapping[str, Any] | None = None,
 ) -> Recipe:
@@ -33,32 +33,27 @@ def ddpm(
       prediction: what the network outputs ("eps" in DDPM; "x0", "v", ...).
       target: the space the regression is computed in.
       weighting, weighting_kwargs: a name in `losses.WEIGHTINGS` ("uniform" is L_simple).
-      time_sampling, time_sampling_kwargs: a name in `losses.TIME_SAMPLERS`.
+      time_distribution, time_distribution_kwargs: a name in `losses.TIME_DISTRIBUTIONS`.
       sampler: the default sampler ("ddpm" ancestral; "ddim" for fewer steps).
       sampler_options: its options (e.g. {"variance": "beta"}).
 
     Raises:
       ValueError: for unknown names or invalid options (checked here, not at the first step).
     """
-    options = dict(
-        process=process,
-        prediction=prediction,
-        target=target,
-        weighting=weighting,
-        weighting_kwargs=weighting_kwargs,
-        time_sampling=time_sampling,
-        time_sampling_kwargs=time_sampling_kwargs,
+    objective = losses.DenoisingLoss(
+        process,
+        prediction,
+        target,
+        weighting,
+        weighting_kwargs,
+        time_distribution,
+        time_distribution_kwargs,
     )
-
-    def make_loss(apply_fn: ApplyFn) -> losses.LossFn:
-        return losses.denoising_loss(apply_fn, **options)
-
-    make_loss(None)  # validates the options now, not at the first step
     return Recipe(
         name="ddpm",
         process=process,
         prediction=prediction,
-        make_loss=make_loss,
+        objective=objective,
         sampler=sampler,
         sampler_options=dict(sampler_options or {}),
         vlb=_vlb if isinstance(process, DiscreteProcess) else None,

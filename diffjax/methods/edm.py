@@ -1,6 +1,6 @@
 """EDM (Karras et al. 2022, "Elucidating the design space"): the modern baseline.
 
-Preconditioned denoiser D(x; sigma) = c_skip x + c_out F(c_in x, c_noise) (`predictions.
+Preconditioned denoiser D(x; sigma) = c_skip x + c_out F(c_in x, c_noise) (`preconditioning.
 EDMPreconditioning`), trained with E_{ln sigma ~ N(P_mean, P_std^2)} lambda(sigma)
 ||D(x + sigma n; sigma) - x||^2, lambda = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2, which gives
 F an effective unit weight; sampled with Heun's 2nd-order method on the rho = 7 sigma grid.
@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from diffjax import losses
-from diffjax.methods.base import ApplyFn, Recipe
-from diffjax.predictions import EDMPreconditioning
+from diffjax.methods.base import Recipe
+from diffjax.preconditioning import EDMPreconditioning
 from diffjax.processes import Process
 
 
@@ -37,26 +37,21 @@ def edm(
       ValueError: for invalid options.
     """
     precond = EDMPreconditioning(sigma_data=sigma_data)
-    options = dict(
-        process=process,
-        prediction=precond,
+    objective = losses.DenoisingLoss(
+        process,
+        precond,
         target="x0",
         weighting="edm",
         weighting_kwargs={"sigma_data": sigma_data},
-        time_sampling="lognormal",
-        time_sampling_kwargs={"mean": p_mean, "std": p_std},
+        time_distribution="lognormal",
+        time_distribution_kwargs={"mean": p_mean, "std": p_std},
         t_min=0.0,
     )
-
-    def make_loss(apply_fn: ApplyFn) -> losses.LossFn:
-        return losses.denoising_loss(apply_fn, **options)
-
-    make_loss(None)  # validates the options now, not at the first step
     return Recipe(
         name="edm",
         process=process,
         prediction=precond,
-        make_loss=make_loss,
+        objective=objective,
         sampler=sampler,
         sampler_options=dict(sampler_options or {"t_min": 1e-6}),
     )

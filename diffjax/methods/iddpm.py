@@ -3,7 +3,7 @@
 Seed 000, "iDDPM": Sigma_theta(x_t, t) = exp(v log beta_t + (1 - v) log beta~_t) with the
 network's extra output channels giving v, trained by L_simple + lambda L_vlb (lambda = 1e-3,
 stop-gradient on the mean in L_vlb) on the cosine schedule bar alpha_t = f(t) / f(0).
-The network outputs 2C channels ([eps, v]); `predictions.LearnedVariance` hands samplers
+The network outputs 2C channels ([eps, v]); `preconditioning.LearnedVariance` hands samplers
 the eps half.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from diffjax import losses
-from diffjax.methods.base import ApplyFn, Recipe
-from diffjax.predictions import LearnedVariance
+from diffjax.methods.base import Recipe
+from diffjax.preconditioning import LearnedVariance
 from diffjax.processes import Process
 
 
@@ -37,15 +37,12 @@ def iddpm(
       ValueError: for a continuous process or invalid options.
     """
 
-    def make_loss(apply_fn: ApplyFn) -> losses.LossFn:
-        return losses.iddpm_loss(apply_fn, process, vlb_weight=vlb_weight, num_bins=num_bins)
-
-    make_loss(None)  # validates the options now, not at the first step
+    objective = losses.IDDPMLoss(process, vlb_weight=vlb_weight, num_bins=num_bins)
     return Recipe(
         name="iddpm",
         process=process,
         prediction=LearnedVariance("eps"),
-        make_loss=make_loss,
+        objective=objective,
         sampler=sampler,
         sampler_options=dict(
             sampler_options or ({"variance": "learned"} if sampler == "ddpm" else {})
@@ -57,6 +54,4 @@ def iddpm(
 
 def _vlb(denoiser, x0, key, num_bins):
     """The full discrete VLB with the learned variance, nats per example."""
-    return losses.ddpm_vlb(
-        denoiser, x0, key, num_bins=num_bins, variance="learned", v_fn=denoiser.variance_fn
-    )
+    return losses.ddpm_vlb(denoiser, x0, key, num_bins=num_bins, variance="learned")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from diffjax import losses
-from diffjax.methods.base import ApplyFn, Recipe
+from diffjax.methods.base import Recipe
 from diffjax.processes import VE, Process
 
 
@@ -39,17 +39,12 @@ def ncsn(
     """
     if not isinstance(process, VE):
         raise ValueError(f"ncsn perturbs x + sigma z: it needs a `ve` process, got {process}")
-    options = dict(process=process, prediction=prediction, target="eps", num_levels=num_levels)
-
-    def make_loss(apply_fn: ApplyFn) -> losses.LossFn:
-        return losses.denoising_loss(apply_fn, **options)
-
-    make_loss(None)  # validates the options now, not at the first step
+    objective = losses.DenoisingLoss(process, prediction, target="eps", num_levels=num_levels)
     return Recipe(
         name="ncsn",
         process=process,
         prediction=prediction,
-        make_loss=make_loss,
+        objective=objective,
         sampler=sampler,
         sampler_options=dict(sampler_options or {"t_min": 1e-6}),
     )

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from diffjax import losses
-from diffjax.methods.base import ApplyFn, Recipe
+from diffjax.methods.base import Recipe
 from diffjax.processes import DiscreteProcess, Process
 
 
@@ -21,7 +21,7 @@ def score_sde(
     prediction: str = "eps",
     likelihood_weighting: bool = False,
     t_min: float = 1e-5,
-    time_sampling: str = "uniform",
+    time_distribution: str = "uniform",
     sampler: str = "predictor_corrector",
     sampler_options: Mapping[str, Any] | None = None,
 ) -> Recipe:
@@ -33,7 +33,7 @@ def score_sde(
         divided by sigma_t (their `scale_by_sigma`), "score" a raw score network.
       likelihood_weighting: lambda = g^2 (ELBO) instead of sigma^2.
       t_min: the smallest training time (Song et al.: 1e-5).
-      time_sampling: a name in `losses.TIME_SAMPLERS`.
+      time_distribution: a name in `losses.TIME_DISTRIBUTIONS`.
       sampler: default sampler.
       sampler_options: its options.
 
@@ -42,24 +42,19 @@ def score_sde(
     """
     if isinstance(process, DiscreteProcess):
         raise ValueError(f"score_sde needs a continuous process (vp, subvp, ve), got {process}")
-    options = dict(
-        process=process,
-        prediction=prediction,
+    objective = losses.DenoisingLoss(
+        process,
+        prediction,
         target="eps",
         weighting="likelihood" if likelihood_weighting else "uniform",
-        time_sampling=time_sampling,
+        time_distribution=time_distribution,
         t_min=t_min,
     )
-
-    def make_loss(apply_fn: ApplyFn) -> losses.LossFn:
-        return losses.denoising_loss(apply_fn, **options)
-
-    make_loss(None)  # validates the options now, not at the first step
     return Recipe(
         name="score_sde",
         process=process,
         prediction=prediction,
-        make_loss=make_loss,
+        objective=objective,
         sampler=sampler,
         sampler_options=dict(sampler_options or {}),
     )

@@ -2,27 +2,34 @@
 
 Seed 001, "LEARNED NOISE SCHEDULE", "GENERAL FORMULATIONS", "CONTINUOUS-TIME", "EQUIVALENCE OF
 DIFFUSION MODELS": sigma_t^2 = sigmoid(gamma_eta(t)) with gamma_eta a monotone network
-(`diffjax.models.vdm_schedule`), the loss the VLB in bits/dim = prior + reconstruction +
-L_inf = 1/2 E_t gamma'(t) ||eps - eps_hat||^2, with low-discrepancy t, and gamma_eta's shape
-trained to minimise the variance of the estimate (the VLB depends only on its ends). The
-schedule's params are `params["schedule"]` (`Recipe.init_aux`), bound into the process by
-`Recipe.bind_process`.
+(`diffjax.models.vdm_schedule`, gamma_0 < gamma_1 by construction), the loss the VLB in
+bits/dim = prior + reconstruction + L_inf = 1/2 E_t gamma'(t) ||eps - eps_hat||^2, with
+low-discrepancy t, and gamma_eta's shape trained to minimise the variance of the estimate. The
+network is conditioned on the normalised gamma(t) = -log SNR(t), not on t
+(`preconditioning.LogSNRConditioning`, Kingma et al. 2021, appendix B): the model is then a
+function of the SNR, so the continuous VLB depends on gamma only through its ends (seed 001,
+"EQUIVALENCE OF DIFFUSION MODELS"). The schedule's params are `params["schedule"]`
+(`Recipe.init_aux`), bound into the process by `Recipe.bind_process`; weight decay stays off its
+ends (`Recipe.weight_decay_mask`).
 """
 
 from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from diffjax import losses
-from diffjax.methods.base import ApplyFn, Recipe
-from diffjax.processes import DiscreteProcess, Process, VDMLearned
+from diffjax.losses import vdm as vdm_loss
+from diffjax.methods.base import Recipe
+from diffjax.preconditioning import LogSNRConditioning
+from diffjax.processes import Process, VDMLearned
 
 
 def vdm(
     process: Process,
     num_bins: int = 256,
-    time_sampling: str = "antithetic",
+    time_distribution: str = "antithetic",
     variance_reduction: bool = True,
     sampler: str = "ddpm",
     sampler_options: Mapping[str, Any] | None = None,
@@ -33,7 +40,7 @@ def vdm(
       process: `vdm_learned` (or any variance-preserving process with finite log-SNR at both ends,
         kept fixed).
       num_bins: data levels in [-1, 1] for the reconstruction term (256 for 8-bit images).
-      time_sampling: a name in `losses.TIME_SAMPLERS`.
+      time_distribution: a name in `losses.TIME_DISTRIBUTIONS`.
       variance_reduction: train gamma's shape on the variance of the VLB estimate.
       sampler: default sampler (ancestral sampling on a uniform grid, as VDM).
       sampler_options: its options.
@@ -41,30 +48,26 @@ def vdm(
     Raises:
       ValueError: for a discrete process or invalid options.
     """
-    if isinstance(process, DiscreteProcess):
-        raise ValueError(f"vdm is continuous-time; got the discrete process {process}")
-
-    def make_loss(apply_fn: ApplyFn) -> losses.LossFn:
-        return losses.vdm_loss(
-            apply_fn,
-            process,
-            num_bins=num_bins,
-            time_sampling=time_sampling,
-            variance_reduction=variance_reduction,
-        )
-
-    make_loss(None)  # validates the options now, not at the first step
     learned = isinstance(process, VDMLearned)
+    # The network input is gamma normalised by the schedule's initial ends (VDM's gamma_min/max;
+    # for a fixed schedule, its own ends).
+    if learned:
+        ends = (process.gamma_min, process.gamma_max)
+    else:
+        ends = tuple(float(-process.log_snr(jnp.float32(t))) for t in (0.0, 1.0))
+    prediction = LogSNRConditioning(*ends)
+    objective = losses.VDMLoss(process, prediction, num_bins, time_distribution, variance_reduction)
     return Recipe(
         name="vdm",
         process=process,
-        prediction="eps",
-        make_loss=make_loss,
+        prediction=prediction,
+        objective=objective,
         sampler=sampler,
         sampler_options=dict(sampler_options or {}),
         init_aux=(lambda key: {"schedule": process.init(key)}) if learned else (lambda key: {}),
         bind_process=(lambda params: process.bind(params["schedule"])) if learned else None,
         vlb=_vlb,
+        weight_decay_mask=vdm_loss.decayed_params_mask if learned else None,
     )
 
 

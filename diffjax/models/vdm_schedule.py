@@ -8,7 +8,10 @@ unnormalised network
 
 has positive weights (|W|), so it increases in t; it is rescaled to the learned endpoints
 
-  gamma(t) = gamma_0 + (gamma_1 - gamma_0) (g(t) - g(0)) / (g(1) - g(0)).
+  gamma(t) = gamma_0 + (gamma_1 - gamma_0) (g(t) - g(0)) / (g(1) - g(0)),
+
+with gamma_1 = gamma_0 + exp(log_gamma_span), so gamma_0 < gamma_1 whatever the training does
+(a crossing would make gamma decreasing, SNR increasing in t: not a forward process).
 
 This module is only the network; `diffjax.processes.VDMLearned` turns it into a process.
 """
@@ -38,6 +41,8 @@ class _PositiveDense(nn.Module):
 class MonotoneGamma(nn.Module):
     """gamma_eta(t), increasing from gamma_0 (learned, init gamma_min) to gamma_1 (init gamma_max).
 
+    The ends are the params `ENDS`: gamma_0 and log(gamma_1 - gamma_0).
+
     Attributes:
       gamma_min: initial gamma(0) = -log SNR at t = 0 (VDM: -13.3).
       gamma_max: initial gamma(1) = -log SNR at t = 1 (VDM: 5.0).
@@ -48,13 +53,17 @@ class MonotoneGamma(nn.Module):
     gamma_max: float = 5.0
     hidden: int = 1024
 
+    ENDS = ("gamma_0", "log_gamma_span")
+
     @nn.compact
     def __call__(self, t: Array) -> Array:
         """t: any shape, in [0, 1] -> gamma(t) of the same shape."""
         t = jnp.asarray(t, jnp.float32)
         l1, l2, l3 = _PositiveDense(1), _PositiveDense(self.hidden), _PositiveDense(1)
         gamma_0 = self.param("gamma_0", nn.initializers.constant(self.gamma_min), ())
-        gamma_1 = self.param("gamma_1", nn.initializers.constant(self.gamma_max), ())
+        span = self.gamma_max - self.gamma_min
+        log_span = self.param("log_gamma_span", nn.initializers.constant(jnp.log(span)), ())
+        gamma_1 = gamma_0 + jnp.exp(log_span)
         ts = jnp.concatenate([jnp.zeros((1,)), jnp.ones((1,)), jnp.reshape(t, (-1,))])[:, None]
         h = l1(ts)
         g = (h + l3(jax.nn.sigmoid(l2(h))))[:, 0]  # [2 + N]

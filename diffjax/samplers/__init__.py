@@ -3,7 +3,7 @@
   sampler(key, denoiser, x_init, num_steps=None, timesteps=None, return_trajectory=False)
     -> x at t_N [B, ...] (and the trajectory [N + 1, B, ...] when asked)
 
-jittable with `num_steps` static; `denoiser` is a `diffjax.predictions.Denoiser`, `x_init` the
+jittable with `num_steps` static; `denoiser` is a `diffjax.denoisers.Denoiser`, `x_init` the
 start at t_0 (noise at t = 1 for most), `timesteps` an explicit decreasing grid t_0 > ... > t_N.
 `sampler.nfe(num_steps)` is the number of network evaluations (None for `dopri5`, which returns
 its counts with `return_stats=True`). Each loop is one `lax.scan` on device; see `base.py`.

@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from diffjax.predictions import Denoiser
+from diffjax.denoisers import Denoiser
 from diffjax.processes import Process
 from diffjax.samplers import timesteps as grids
-from diffjax.samplers.base import State, StepSampler, x0_eps
+from diffjax.samplers.base import State, StepSampler
 
 
 class _Ancestral(StepSampler):
@@ -58,7 +58,7 @@ class _Ancestral(StepSampler):
         last: Array,
     ) -> tuple[Array, State]:
         process: Process = denoiser.process
-        x0, eps = x0_eps(denoiser, x, t)
+        x0, eps = denoiser.x0_eps(x, t)
         r = -jnp.expm1(process.log_snr(t) - process.log_snr(s))
         v = denoiser.variance(x, t) if self.uses_learned_variance() else None
         d, c = self.coefs(r, process.sigma(s), process.sigma(t), v)

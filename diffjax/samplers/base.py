@@ -15,19 +15,11 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from diffjax import predictions
-from diffjax.predictions import Denoiser
+from diffjax.denoisers import Denoiser
 from diffjax.processes import Process
 from diffjax.samplers import timesteps as grids
 
 State = Any
-
-
-def x0_eps(denoiser: Denoiser, x: Array, t: Array) -> tuple[Array, Array]:
-    """(x_0, eps) predicted at (x_t = x, t) with one network evaluation; x: [B, ...], t: scalar."""
-    tb = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
-    out = denoiser.model_fn(x, tb)
-    return predictions.to_x0_eps(denoiser.kind, out, x, tb, denoiser.process)
 
 
 class Sampler(abc.ABC):

@@ -25,10 +25,10 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from diffjax.predictions import Denoiser
+from diffjax.denoisers import Denoiser
 from diffjax.processes import Process
 from diffjax.samplers import timesteps as grids
-from diffjax.samplers.base import State, StepSampler, x0_eps
+from diffjax.samplers.base import State, StepSampler
 
 
 def _half_log_snr(process: Process, t: Array) -> Array:
@@ -37,7 +37,7 @@ def _half_log_snr(process: Process, t: Array) -> Array:
 
 def _at_half_log_snr(process: Process, l: Array) -> Array:
     """The t with log(alpha_t / sigma_t) = l."""
-    return grids.t_from_log_snr(process, 2.0 * l)
+    return process.t_of_log_snr(2.0 * l)
 
 
 class _LogSNRGrid(StepSampler):
@@ -105,19 +105,19 @@ class DPMSolver(_LogSNRGrid):
             phi = jnp.expm1(r * h)
             return process.alpha(u) / alpha_t * x - process.sigma(u) * phi * eps_t, phi
 
-        eps_t = x0_eps(denoiser, x, t)[1]
+        eps_t = denoiser.x0_eps(x, t)[1]
         x_s, phi = first_order(s, 1.0)
         if self.order == 2:
             u = _at_half_log_snr(process, l_t + 0.5 * h)
-            eps_u = x0_eps(denoiser, first_order(u, 0.5)[0], u)[1]
+            eps_u = denoiser.x0_eps(first_order(u, 0.5)[0], u)[1]
             x_s = x_s - process.sigma(s) * phi * (eps_u - eps_t)
         elif self.order == 3:
             r1, r2 = 1.0 / 3.0, 2.0 / 3.0
             u1, u2 = (_at_half_log_snr(process, l_t + r * h) for r in (r1, r2))
-            d1 = x0_eps(denoiser, first_order(u1, r1)[0], u1)[1] - eps_t
+            d1 = denoiser.x0_eps(first_order(u1, r1)[0], u1)[1] - eps_t
             x_u2, phi2 = first_order(u2, r2)
             x_u2 = x_u2 - process.sigma(u2) * (r2 / r1) * (phi2 / (r2 * h) - 1.0) * d1
-            d2 = x0_eps(denoiser, x_u2, u2)[1] - eps_t
+            d2 = denoiser.x0_eps(x_u2, u2)[1] - eps_t
             x_s = x_s - process.sigma(s) / r2 * (phi / h - 1.0) * d2
         return x_s, state
 
@@ -184,7 +184,7 @@ class DPMSolverPP(_LogSNRGrid):
         m1, m2, l_prev, l_prev2, count = state
         l_t = _half_log_snr(process, t)
         h = _half_log_snr(process, s) - l_t
-        m0 = x0_eps(denoiser, x, t)[0]
+        m0 = denoiser.x0_eps(x, t)[0]
         alpha_s = process.alpha(s)
         phi1 = jnp.expm1(-h)
         base = process.sigma(s) / process.sigma(t) * x - alpha_s * phi1 * m0
@@ -208,7 +208,7 @@ class DPMSolverPP(_LogSNRGrid):
                     process.sigma(u) / process.sigma(t) * x
                     - process.alpha(u) * jnp.expm1(-0.5 * h) * m0
                 )
-                m_u = x0_eps(denoiser, x_u, u)[0]
+                m_u = denoiser.x0_eps(x_u, u)[0]
                 return process.sigma(s) / process.sigma(t) * x - alpha_s * phi1 * m_u
 
             x_s = jax.lax.cond(count == 0, midpoint, lambda: x_s)

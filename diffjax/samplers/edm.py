@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from diffjax.predictions import Denoiser
+from diffjax.denoisers import Denoiser
 from diffjax.processes import Process
 from diffjax.samplers import timesteps as grids
-from diffjax.samplers.base import State, StepSampler, x0_eps
+from diffjax.samplers.base import State, StepSampler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,13 +87,13 @@ class EDMHeun(StepSampler):
     ) -> tuple[Array, State]:
         del last
         process = denoiser.process
-        level = lambda u: jnp.exp(-0.5 * process.log_snr(u))  # noqa: E731  sigma / alpha
-        slope = lambda y, u: (y - x0_eps(denoiser, process.alpha(u) * y, u)[0]) / level(u)  # noqa: E731
+        level = process.noise_level
+        slope = lambda y, u: (y - denoiser.x0_eps(process.alpha(u) * y, u)[0]) / level(u)  # noqa: E731
         level_t, level_s = level(t), level(s)
         gamma = jnp.where((level_t >= self.s_tmin) & (level_t <= self.s_tmax), state, 0.0)
         # Churn never raises the level past that of t = 1, where the process ends.
         level_hat = jnp.minimum((1.0 + gamma) * level_t, level(jnp.float32(1.0)))
-        t_hat = jnp.where(gamma > 0, grids.t_from_log_snr(process, -2.0 * jnp.log(level_hat)), t)
+        t_hat = jnp.where(gamma > 0, process.t_of_noise_level(level_hat), t)
         z = jax.random.normal(key, x.shape, x.dtype)
         y_hat = (
             x / process.alpha(t)

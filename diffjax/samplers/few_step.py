@@ -2,20 +2,22 @@
 MeanFlow's average velocity.
 
 Consistency sampling (seed 001, "Consistency Models", Algorithm 1; Song et al. 2023): the
-denoiser's x0 prediction is the consistency function f(x_t, t), the origin (at t_min) of the
-PF-ODE trajectory through x_t. On the grid t_0 = t_max > t_1 > ... > t_{N-1} > t_N = t_min,
-step i evaluates x = f(x_{t_i}, t_i) and, except on the last step, re-noises it to t_{i+1}:
-x = alpha_min x_0 + sigma_min eps at the boundary, so
+denoiser's x0 prediction is the consistency function f(x_t, t), the origin of the PF-ODE
+trajectory through x_t at the boundary t_min, in the scaled variable x~ = x / alpha = x_0 + s eps
+(s = sigma / alpha; `preconditioning.ConsistencyPreconditioning`). On the grid
+t_0 = t_max > t_1 > ... > t_{N-1} > t_N = t_min, step i evaluates x~ = f(x_{t_i}, t_i) and,
+except on the last step, re-noises it to t_{i+1}: x~ = x_0 + s_min eps at the boundary, so
 
-  x_{t_{i+1}} = (alpha_{i+1} / alpha_min) x + sqrt(sigma_{i+1}^2 - (alpha_{i+1} s_min)^2) z
+  x_{t_{i+1}} = alpha_{i+1} (x~ + sqrt(s_{i+1}^2 - s_min^2) z)
 
-(s = sigma / alpha) has exactly the law of q(x_{t_{i+1}} | x_0); for a VE process this is
-Algorithm 1's x + sqrt(tau^2 - eps^2) z. N steps cost N network evaluations; N = 1 is one-step
+has exactly the law of q(x_{t_{i+1}} | x_0); for a VE process this is Algorithm 1's
+x + sqrt(tau^2 - eps^2) z. The last step returns x~ (x_0 + s_min eps, the paper's output).
+N steps cost N network evaluations; N = 1 is one-step
 generation.
 
 MeanFlow sampling (seed 004, "Mean Flow"): with u(z_t, r, t) the average velocity over [r, t],
 z_r = z_t - (t - r) u(z_t, r, t) exactly, so each step of a grid is one network call. The
-denoiser's `model_fn` takes times [B, 2] = (t, t - r) (see `methods.meanflow`).
+denoiser's `output` takes times [B, 2] = (t, t - r) (`preconditioning.AverageVelocity`).
 """
 
 import dataclasses
@@ -25,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from diffjax.predictions import Denoiser
+from diffjax.denoisers import Denoiser
 from diffjax.processes import Process
 from diffjax.samplers import timesteps as grids
 from diffjax.samplers.base import State, StepSampler
@@ -72,11 +74,9 @@ class Consistency(StepSampler):
     def step(self, denoiser, x, state, t, s, key, last) -> tuple[Array, State]:
         process = denoiser.process
         x0 = denoiser.x0(x, t)
-        t_min = jnp.float32(self.t_min)
-        alpha_min, alpha_s = process.alpha(t_min), process.alpha(s)
-        s_min = process.sigma(t_min) / alpha_min
-        std = jnp.sqrt(jnp.maximum(jnp.square(process.sigma(s)) - jnp.square(alpha_s * s_min), 0))
-        renoised = (alpha_s / alpha_min) * x0 + std * jax.random.normal(key, x.shape, x.dtype)
+        level_min, level_s = process.noise_level(jnp.float32(self.t_min)), process.noise_level(s)
+        std = jnp.sqrt(jnp.maximum(jnp.square(level_s) - jnp.square(level_min), 0.0))
+        renoised = process.alpha(s) * (x0 + std * jax.random.normal(key, x.shape, x.dtype))
         return jnp.where(last, x0, renoised), state
 
 
@@ -84,7 +84,7 @@ class Consistency(StepSampler):
 class MeanFlow(StepSampler):
     """z_s = z_t - (t - s) u(z_t, s, t) on a uniform grid from 1 to 0 (one call per step).
 
-    Needs a velocity denoiser whose `model_fn` accepts times [B, 2] = (t, t - r).
+    Needs a velocity denoiser whose `output` accepts times [B, 2] = (t, t - r).
     """
 
     default_num_steps: ClassVar[int] = 1
@@ -98,4 +98,4 @@ class MeanFlow(StepSampler):
             raise ValueError(f"meanflow sampling needs a velocity model, got {denoiser.kind!r}")
         b = x.shape[0]
         times = jnp.stack([jnp.full((b,), t), jnp.full((b,), t - s)], axis=-1)
-        return x - (t - s) * denoiser.model_fn(x, times), state
+        return x - (t - s) * denoiser.output(x, times), state

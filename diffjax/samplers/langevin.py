@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from diffjax.predictions import Denoiser
+from diffjax.denoisers import Denoiser
 from diffjax.processes import Process
 from diffjax.samplers import timesteps as grids
-from diffjax.samplers.base import State, StepSampler, x0_eps
+from diffjax.samplers.base import State, StepSampler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,5 +81,5 @@ class AnnealedLangevin(StepSampler):
 
         x = jax.lax.fori_loop(0, self.steps_per_level, langevin, x)
         if self.denoise:
-            x = jax.lax.cond(last, lambda: x0_eps(denoiser, x, s)[0], lambda: x)
+            x = jax.lax.cond(last, lambda: denoiser.x0_eps(x, s)[0], lambda: x)
         return x, state

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from diffjax.predictions import Denoiser
+from diffjax.denoisers import Denoiser
 from diffjax.processes import Process
 from diffjax.samplers import timesteps as grids
 from diffjax.samplers.base import State, StepSampler

@@ -10,17 +10,15 @@
                     (Karras et al. 2022, eq. 5; seed 003, "samplers")
 - snap:             rounds a grid to multiples of 1/T, the steps of a discrete DDPM process
                     (step i of T is t = i / T).
-Grids defined in log-SNR map back to t by bisection, since lambda(t) is decreasing for every
-process.
+Grids defined in log-SNR map back to t by bisection (`Process.t_of_log_snr`), since lambda(t)
+is decreasing for every process.
 """
 
-import jax
 import jax.numpy as jnp
 from jax import Array
 
+from diffjax.losses.vocabulary import rho_spaced
 from diffjax.processes import Process
-
-_BISECTION_ITERS = 40  # halves [0, 1] below float32 resolution
 
 
 def _check(num_steps: int, t_max: float, t_min: float) -> None:
@@ -43,22 +41,6 @@ def quadratic(num_steps: int, t_max: float = 1.0, t_min: float = 0.0) -> Array:
     return t_min + (t_max - t_min) * jnp.square(u)
 
 
-def t_from_log_snr(process: Process, lam: Array) -> Array:
-    """The t in [0, 1] with process.log_snr(t) = lam, elementwise by bisection; lam: any shape."""
-    lam = jnp.asarray(lam, jnp.float32)
-
-    def halve(_, bounds):
-        lo, hi = bounds
-        mid = 0.5 * (lo + hi)
-        above = process.log_snr(mid) > lam  # lambda decreasing: the root lies right of mid
-        return jnp.where(above, mid, lo), jnp.where(above, hi, mid)
-
-    lo, hi = jax.lax.fori_loop(
-        0, _BISECTION_ITERS, halve, (jnp.zeros_like(lam), jnp.ones_like(lam))
-    )
-    return 0.5 * (lo + hi)
-
-
 def _check_log_snr(num_steps: int, t_max: float, t_min: float) -> None:
     _check(num_steps, t_max, t_min)
     if t_min <= 0.0:
@@ -78,7 +60,7 @@ def log_snr_uniform(
     lam = jnp.linspace(
         process.log_snr(jnp.float32(t_max)), process.log_snr(jnp.float32(t_min)), num_steps + 1
     )
-    return _pin_ends(t_from_log_snr(process, lam), t_max, t_min)
+    return _pin_ends(process.t_of_log_snr(lam), t_max, t_min)
 
 
 def karras(
@@ -91,11 +73,11 @@ def karras(
     _check_log_snr(num_steps, t_max, t_min)
     if rho <= 0.0:
         raise ValueError(f"{rho=} must be > 0")
-    s_max = jnp.exp(-0.5 * process.log_snr(jnp.float32(t_max)))
-    s_min = jnp.exp(-0.5 * process.log_snr(jnp.float32(t_min)))
-    u = jnp.linspace(0.0, 1.0, num_steps + 1, dtype=jnp.float32)
-    levels = (s_max ** (1 / rho) + u * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
-    return _pin_ends(t_from_log_snr(process, -2.0 * jnp.log(levels)), t_max, t_min)
+    s_max = process.noise_level(jnp.float32(t_max))
+    s_min = process.noise_level(jnp.float32(t_min))
+    u = jnp.linspace(1.0, 0.0, num_steps + 1, dtype=jnp.float32)
+    levels = rho_spaced(u, s_min, s_max, rho)  # the spacing consistency training uses too
+    return _pin_ends(process.t_of_noise_level(levels), t_max, t_min)
 
 
 def snap(ts: Array, num_train_steps: int) -> Array:

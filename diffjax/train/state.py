@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 from jax import Array
 
-from diffjax.methods.base import Batch, LossFn, Params
+from diffjax.losses.base import Batch, LossFn, Params
 
 FrozenUpdate = Callable[[Params, Params, Array], Params]
 

@@ -26,7 +26,7 @@ import scipy.integrate
 from absl import app, flags
 
 from diffjax import likelihood, models, processes
-from diffjax.predictions import Denoiser
+from diffjax.denoisers import Denoiser
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "experiments/results/likelihood_benchmark.json", "JSON to write")

@@ -35,7 +35,7 @@ def test_registered_with_defaults():
 
 
 @pytest.mark.parametrize(
-    "kw", [{"prediction": "noise"}, {"weighting": "bogus"}, {"time_sampling": "bogus"}]
+    "kw", [{"prediction": "noise"}, {"weighting": "bogus"}, {"time_distribution": "bogus"}]
 )
 def test_bad_options_fail_at_build_time(kw):
     with pytest.raises(ValueError):

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffjax import methods, predictions, processes, samplers
+from diffjax import methods, preconditioning, processes, samplers
 from tests.methods import digits_run
 
 SIGMA_D, MU = 0.5, jnp.array([0.3, -0.2])
@@ -20,7 +20,7 @@ def exact_net(process):
     def apply_fn(params, x_in, c_noise, cond=None, key=None):
         sigma = jnp.exp(4.0 * c_noise)[:, None]
         c_skip, c_out, c_in, _ = (
-            c[:, None] for c in predictions.edm_coefficients(sigma[:, 0], SIGMA_D)
+            c[:, None] for c in preconditioning.edm_coefficients(sigma[:, 0], SIGMA_D)
         )
         x = x_in / c_in
         d = MU[None] + SIGMA_D**2 * (x - MU[None]) / (SIGMA_D**2 + sigma**2)
@@ -64,7 +64,7 @@ def test_default_sampler_reproduces_the_data():
 def test_registered_defaults_and_validation():
     recipe = methods.get("edm")(process=processes.get("edm"))
     assert recipe.name == "edm" and recipe.sampler == "edm_heun"
-    assert isinstance(recipe.prediction, predictions.EDMPreconditioning)
+    assert isinstance(recipe.prediction, preconditioning.EDMPreconditioning)
     for kw in ({"sigma_data": 0.0}, {"p_std": 0.0}):
         with pytest.raises(ValueError):
             methods.get("edm")(process=processes.get("edm"), **kw)

@@ -9,7 +9,15 @@ import scipy.stats
 
 from diffjax import processes
 from diffjax.analytic.gaussian import GaussianMixture
+from diffjax.losses import flow
 from diffjax.methods import flow_matching as fm
+
+
+def cfm_loss_per_example(velocity_fn, process, x0, x1, t):
+    """[B] squared error of velocity_fn against the conditional velocity of the path."""
+    x_t, target = flow.interpolate(process, x0, x1, t)
+    return jnp.mean(jnp.square(velocity_fn(x_t, t) - target), axis=-1)
+
 
 MEAN = np.array([0.5, -1.0], np.float32)
 COV = np.array([[1.0, 0.6], [0.6, 0.5]], np.float32)
@@ -63,8 +71,9 @@ def test_cfm_loss_of_exact_velocity_is_the_closed_form_minimum(path, dist):
 
     gm = GaussianMixture.gaussian(MEAN, COV)
     velocity = gm.denoiser(process).velocity
+    kwargs = {"mean": 0.3, "std": 0.8} if dist == "logit_normal" else {}
     recipe = fm.flow_matching(
-        process, time_distribution=dist, time_loc=0.3, time_scale=0.8, t_min=t_min
+        process, time_distribution=dist, time_distribution_kwargs=kwargs, t_min=t_min
     )
     loss_fn = recipe.make_loss(lambda params, x, t, cond=None, key=None: velocity(x, t))
 
@@ -73,10 +82,9 @@ def test_cfm_loss_of_exact_velocity_is_the_closed_form_minimum(path, dist):
     value, metrics = jax.jit(loss_fn)({"model": {}}, {"x": x0}, jax.random.key(2))
 
     # Standard error of the Monte Carlo mean, from the per-example losses of an independent draw.
-    sample_t = fm.time_sampler(dist, 0.3, 0.8, t_min)
     k_t, k_n = jax.random.split(jax.random.key(3))
-    per = jax.jit(fm.cfm_loss_per_example, static_argnums=(0, 1))(
-        velocity, process, x0, jax.random.normal(k_n, x0.shape), sample_t(k_t, n)
+    per = jax.jit(cfm_loss_per_example, static_argnums=(0,))(
+        velocity, process, x0, jax.random.normal(k_n, x0.shape), recipe.objective.sample_t(k_t, n)
     )
     stderr = float(jnp.std(per)) / np.sqrt(n)
     assert abs(float(value) - expected) < 4 * stderr, (float(value), expected, stderr)
@@ -92,7 +100,7 @@ def test_shifted_field_pays_the_squared_shift():
     k0, k1, kt = jax.random.split(jax.random.key(0), 3)
     x0, x1 = gm.sample(k0, n), jax.random.normal(k1, (n, 2))
     t = jax.random.uniform(kt, (n,))
-    per = jax.jit(fm.cfm_loss_per_example, static_argnums=(0, 1))
+    per = jax.jit(cfm_loss_per_example, static_argnums=(0,))
     base = per(velocity, process, x0, x1, t)
     shifted = per(lambda x, s: velocity(x, s) + c, process, x0, x1, t)
     # The difference is c^2 + 2 c mean(v* - u), whose second term has zero mean.
@@ -113,11 +121,15 @@ def test_ot_path_is_the_seed_path_reversed():
 
 def test_time_sampler_moments():
     n = 50000
-    t = jax.jit(fm.time_sampler("logit_normal", 0.3, 0.8), static_argnums=1)(jax.random.key(0), n)
+    rf = processes.RectifiedFlow()
+    logit_normal = fm.flow_matching(
+        rf, time_distribution="logit_normal", time_distribution_kwargs={"mean": 0.3, "std": 0.8}
+    ).objective
+    t = jax.jit(logit_normal.sample_t, static_argnums=1)(jax.random.key(0), n)
     logit = np.log(np.asarray(t) / (1 - np.asarray(t)))
     assert abs(logit.mean() - 0.3) < 4 * 0.8 / np.sqrt(n)
     assert abs(logit.std() - 0.8) < 4 * 0.8 / np.sqrt(2 * n)
-    u = fm.time_sampler("uniform", t_min=0.2)(jax.random.key(1), n)
+    u = fm.flow_matching(rf, t_min=0.2).objective.sample_t(jax.random.key(1), n)
     assert float(u.min()) >= 0.2 and abs(float(u.mean()) - 0.6) < 4 * 0.8 / np.sqrt(12 * n)
 
 
@@ -127,7 +139,7 @@ def test_ot_coupling_shortens_pairs(coupling):
     k0, k1, kc = jax.random.split(jax.random.key(0), 3)
     x0 = jax.random.normal(k0, (64, 4, 4, 1)) + 2.0
     x1 = jax.random.normal(k1, (64, 4, 4, 1))
-    paired = jax.jit(fm.couple, static_argnums=(0, 4))(coupling, kc, x0, x1, 0.01)
+    paired = jax.jit(flow.couple, static_argnums=(0, 4))(coupling, kc, x0, x1, 0.01)
     cost = lambda y: float(jnp.sum(jnp.square(x0 - y)))  # noqa: E731
     assert cost(paired) < cost(x1)
     if coupling == "exact":

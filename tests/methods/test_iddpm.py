@@ -30,7 +30,7 @@ def test_loss_is_mse_plus_weighted_vlb():
     x = jnp.linspace(-1, 1, 17)[jax.random.randint(jax.random.key(1), (64, 4, 4, 1), 0, 17)]
     key = jax.random.key(2)
     for weight in (0.0, 0.5):
-        value, m = jax.jit(losses.iddpm_loss(apply_fn, proc, weight, num_bins=17))(
+        value, m = jax.jit(losses.IDDPMLoss(proc, weight, num_bins=17)(apply_fn))(
             params, {"x": x}, key
         )
         prior = float(losses.bits_per_dim(losses.prior_kl(proc, x), x).mean())

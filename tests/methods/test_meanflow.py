@@ -7,6 +7,7 @@ import pytest
 
 from diffjax import processes
 from diffjax.analytic.gaussian import GaussianMixture
+from diffjax.losses import flow
 from diffjax.methods import meanflow as mf
 
 MEAN = jnp.array([0.5, -1.0])
@@ -36,7 +37,7 @@ def test_jvp_target_equals_finite_differences():
         v = jax.random.normal(k[1], (16, 2), jnp.float64)
         t = jax.random.uniform(k[2], (16,), jnp.float64, 0.3, 0.9)
         r = 0.5 * t
-        u, u_tgt = jax.jit(mf.meanflow_target, static_argnums=0)(_smooth_field, z, r, t, v)
+        u, u_tgt = jax.jit(flow.meanflow_target, static_argnums=0)(_smooth_field, z, r, t, v)
         h = 1e-5
         # d/dt u(z + tau v, r, t + tau) at tau = 0, central differences (error O(h^2)).
         dudt = (_smooth_field(z + h * v, r, t + h) - _smooth_field(z - h * v, r, t - h)) / (2 * h)
@@ -54,11 +55,11 @@ def test_exact_average_velocity_satisfies_the_meanflow_identity():
     r = t * jax.random.uniform(k[1], (n,), maxval=0.9)  # r <= 0.9 t, away from the r = t limit
     z = gm.sample(k[2], n) * (1 - t)[:, None] + jax.random.normal(k[2], (n, 2)) * t[:, None]
     v = gm.denoiser(RF).velocity(z, t)
-    u, u_tgt = jax.jit(mf.meanflow_target, static_argnums=0)(u_fn, z, r, t, v)
+    u, u_tgt = jax.jit(flow.meanflow_target, static_argnums=0)(u_fn, z, r, t, v)
     # float32 round-off of the closed form, amplified by 1 / (t - r) <= 10.
     np.testing.assert_allclose(u_tgt, u, atol=5e-4)
     # A velocity that is not the marginal one breaks the identity.
-    _, bad = mf.meanflow_target(u_fn, z, r, t, 1.1 * v)
+    _, bad = flow.meanflow_target(u_fn, z, r, t, 1.1 * v)
     assert float(jnp.max(jnp.abs(bad - u))) > 0.05
 
 
@@ -95,10 +96,8 @@ def test_recipe_loss_is_the_adaptively_weighted_error():
 
 
 def test_time_pairs():
-    sample_t = mf.time_sampler("logit_normal", -0.4, 1.0)
-    r, t = jax.jit(mf.sample_times, static_argnums=(1, 2, 3))(
-        jax.random.key(5), 40000, sample_t, 0.75
-    )
+    objective = mf.meanflow(RF).objective  # the paper's logit-normal, equal_fraction 0.75
+    r, t = jax.jit(objective.sample_times, static_argnums=1)(jax.random.key(5), 40000)
     assert bool(jnp.all(r <= t))
     frac = float(jnp.mean(r == t))
     assert abs(frac - 0.75) < 4 * np.sqrt(0.75 * 0.25 / 40000)

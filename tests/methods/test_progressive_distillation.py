@@ -7,8 +7,9 @@ import pytest
 
 from diffjax import processes, samplers
 from diffjax.analytic.gaussian import GaussianMixture
+from diffjax.denoisers import Denoiser
+from diffjax.losses.distillation import distillation_target
 from diffjax.methods import progressive_distillation as pd
-from diffjax.predictions import Denoiser
 
 MEAN = jnp.array([0.5, -1.0])
 COV = jnp.array([[1.0, 0.6], [0.6, 0.5]])
@@ -27,7 +28,7 @@ def test_one_student_step_reproduces_two_teacher_steps(n, i):
     t, t_mid, t_next = i / n, (i - 0.5) / n, (i - 1) / n
     z = jax.random.normal(jax.random.key(0), (64, 2)) * 1.3
     tb = jnp.full((64,), t)
-    x_tilde = jax.jit(pd.distillation_target, static_argnums=(0, 3))(teacher, z, tb, n)
+    x_tilde = jax.jit(distillation_target, static_argnums=(0, 3))(teacher, z, tb, n)
 
     two = _ddim(teacher.x0(z, t), z, t, t_mid)
     two = _ddim(teacher.x0(two, t_mid), two, t_mid, t_next)
@@ -36,7 +37,7 @@ def test_one_student_step_reproduces_two_teacher_steps(n, i):
 
     # The same through the library's DDIM sampler: a student predicting x_tilde takes one step.
     ddim = samplers.get("ddim", eta=0.0)
-    student = Denoiser(lambda x, s: pd.distillation_target(teacher, x, s, n), "x0", VP)
+    student = Denoiser(lambda x, s: distillation_target(teacher, x, s, n), "x0", VP)
     key = jax.random.key(1)
     one_lib = jax.jit(lambda z: ddim(key, student, z, timesteps=jnp.array([t, t_next])))(z)
     two_lib = jax.jit(lambda z: ddim(key, teacher, z, timesteps=jnp.array([t, t_mid, t_next])))(z)
@@ -53,7 +54,7 @@ def test_loss_is_zero_for_the_exact_student(prediction):
     def apply_fn(params, x, t, cond=None, key=None):
         if "teacher" in params:
             return teacher.x0(x, t)
-        x_tilde = pd.distillation_target(teacher, x, t, n)
+        x_tilde = distillation_target(teacher, x, t, n)
         eps = (x - VP.alpha(t)[:, None] * x_tilde) / VP.sigma(t)[:, None]
         a, s = VP.alpha(t)[:, None], VP.sigma(t)[:, None]
         return {"x0": x_tilde, "eps": eps, "v": a * eps - s * x_tilde}[prediction]

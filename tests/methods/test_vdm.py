@@ -44,7 +44,7 @@ def test_validation():
     with pytest.raises(ValueError, match="discrete"):
         methods.get("vdm")(process=processes.get("ddpm_linear"))
     with pytest.raises(ValueError):
-        methods.get("vdm")(process=processes.get("vdm_learned"), time_sampling="bogus")
+        methods.get("vdm")(process=processes.get("vdm_learned"), time_distribution="bogus")
 
 
 @pytest.mark.slow

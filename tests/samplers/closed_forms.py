@@ -6,7 +6,7 @@ import numpy as np
 
 from diffjax import processes
 from diffjax.analytic.gaussian import GaussianMixture
-from diffjax.predictions import Denoiser
+from diffjax.denoisers import Denoiser
 
 MEAN = np.array([0.5, -0.3], np.float32)
 COV = np.array([[0.3, 0.1], [0.1, 0.2]], np.float32)

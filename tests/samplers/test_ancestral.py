@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from diffjax import processes, samplers
-from diffjax.predictions import Denoiser, LearnedVariance
+from diffjax.denoisers import Denoiser
+from diffjax.preconditioning import LearnedVariance
 
 from .closed_forms import (
     COV,

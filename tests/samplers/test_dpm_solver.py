@@ -7,7 +7,7 @@ import pytest
 import scipy.integrate
 
 from diffjax import samplers
-from diffjax.predictions import Denoiser, convert
+from diffjax.denoisers import Denoiser, convert
 
 from .closed_forms import GAUSSIAN, VP, gaussian_denoiser, observed_order
 
@@ -15,7 +15,7 @@ from .closed_forms import GAUSSIAN, VP, gaussian_denoiser, observed_order
 def _eps_denoiser():
     """The exact denoiser as a noise predictor, as DPM-Solver is written for one."""
     x0 = gaussian_denoiser(VP)
-    return Denoiser(lambda x, t: convert(x0.model_fn(x, t), "x0", "eps", x, t, VP), "eps", VP)
+    return Denoiser(lambda x, t: convert(x0.output(x, t), "x0", "eps", x, t, VP), "eps", VP)
 
 
 def _errors(sampler, steps, den):
