@@ -65,6 +65,7 @@ class Experiment:
 
     @property
     def sampler_name(self) -> str:
+        """`sampling.sampler`, or the method's default sampler when that is ""."""
         return self.sampling.sampler or self.recipe.sampler
 
     @property

@@ -4,6 +4,11 @@ trained run used as the teacher (or the initialisation) of another.
 Every `mode=train` run writes `<workdir>/config.json`, so a later run can name it as
 `config.teacher.workdir` without repeating its configuration: distillation (`distill`,
 consistency distillation) and `reflow` chain runs this way.
+
+Besides `experiment.build` (and the chain modes reading their own section), this is the only
+place that handles ConfigDicts: it writes and reads config.json, derives each chained round's
+config, and compares a teacher's sections with its student's. Building a TrainState takes the
+typed Experiment.
 """
 
 import functools
