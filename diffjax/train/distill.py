@@ -18,68 +18,47 @@ import ml_collections
 import numpy as np
 
 from diffjax.evaluation import plots
-from diffjax.train import loop, outputs, runs
+from diffjax.train import experiment, loop, outputs, runs, settings
 
 
-def _check(config: ml_collections.ConfigDict) -> list[int]:
-    """The students' step counts, halving from start_steps to end_steps."""
-    if config.method != "progressive_distillation":
-        raise ValueError(
-            f"mode=distill needs method='progressive_distillation', got {config.method!r}"
-        )
-    if not config.teacher.workdir:
-        raise ValueError("mode=distill needs --config.teacher.workdir: a trained run to distil")
-    start, end = config.distill.start_steps, config.distill.end_steps
-    steps = [start]
-    while steps[-1] > end and steps[-1] % 2 == 0:
-        steps.append(steps[-1] // 2)
-    if end < 1 or steps[-1] != end:
-        raise ValueError(
-            f"distill.start_steps={start} must halve down to distill.end_steps={end} >= 1"
-        )
-    return steps
-
-
-def _teacher_quality(config: ml_collections.ConfigDict, workdir: str, num_steps: int) -> dict:
-    """The first teacher's sample quality with `num_steps` DDIM steps (its own sampler off)."""
-    teacher_config = runs.derive(
-        runs.load_config(config.teacher.workdir),
-        **{"sample.sampler": "ddim", "sample.num_steps": num_steps, "sample.options": {"eta": 0.0}},
-        **{"eval.num_samples": config.eval.num_samples},
+def _teacher_quality(exp: experiment.Experiment, workdir: str, num_steps: int) -> dict:
+    """The first teacher's sample quality with `num_steps` DDIM steps (its own sampler off),
+    scored on as many samples as the students."""
+    teacher_exp, state = runs.restore_latest(
+        runs.load_config(exp.teacher.workdir), exp.teacher.workdir
     )
-    exp, state = runs.restore_latest(teacher_config, config.teacher.workdir)
+    teacher_exp = teacher_exp.with_sampling(
+        sampler="ddim", num_steps=num_steps, options={"eta": 0.0}
+    )
     return outputs.evaluate_sample_quality(
-        teacher_config, exp, state, os.path.join(workdir, "teacher_eval")
+        teacher_exp, state, os.path.join(workdir, "teacher_eval"), exp.eval.num_samples
     )
 
 
 def distill(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Runs every round of progressive distillation; returns and writes distill.json."""
-    student_steps = _check(config)
-    teacher_report = _teacher_quality(config, workdir, 2 * student_steps[0])
+    """Runs every round of progressive distillation; returns and writes distill.json.
+
+    Raises:
+      ValueError: if the method's Recipe does not run in this mode (`chain_modes`), if no
+        teacher is named, or for bad `config.distill` values.
+    """
+    exp = experiment.build(config)
+    runs.check_chain_mode(exp, "distill")
+    if not exp.teacher.workdir:
+        raise ValueError("mode=distill needs --config.teacher.workdir: a trained run to distil")
+    student_steps = settings.read(settings.DistillConfig, config.distill).student_steps
+    teacher_report = _teacher_quality(exp, workdir, 2 * student_steps[0])
     rounds = []
-    teacher_workdir = config.teacher.workdir
-    teacher_prediction = config.loss.teacher_prediction
+    teacher_workdir = exp.teacher.workdir
+    teacher_prediction = exp.recipe.teacher_prediction
     for n in student_steps:
         round_dir = os.path.join(workdir, f"student_{n:04d}")
-        round_config = runs.derive(
-            config,
-            **{
-                "mode": "train",
-                "teacher.workdir": teacher_workdir,
-                "teacher.init_student": True,
-                "loss.student_steps": n,
-                "loss.teacher_prediction": teacher_prediction,
-                "sample.sampler": "",
-                "sample.num_steps": n,
-                "eval.at_end": True,
-            },
-        )
-        loop.train(round_config, round_dir)
+        loop.train(runs.round_config(config, teacher_workdir, n, teacher_prediction), round_dir)
         report = outputs.read_json(os.path.join(round_dir, "metrics.json"))
         rounds.append({"student_steps": n, "nfe": n, "workdir": round_dir, **report})
-        teacher_workdir, teacher_prediction = round_dir, config.loss.prediction
-    teacher = {"nfe": 2 * student_steps[0], "workdir": config.teacher.workdir}
+        # The student is the next round's teacher.
+        teacher_workdir, teacher_prediction = round_dir, exp.recipe.prediction
+    teacher = {"nfe": 2 * student_steps[0], "workdir": exp.teacher.workdir}
     result = {"teacher": {**teacher, **teacher_report}, "rounds": rounds}
     if jax.process_index() == 0:
         outputs.write_json(os.path.join(workdir, "distill.json"), result)

@@ -1,7 +1,10 @@
-"""The edge where a ConfigDict becomes typed objects: dataset, network, recipe and sampler.
+"""The edge where a ConfigDict becomes typed objects: dataset, network, recipe, sampler and
+the trainer's config sections.
 
-Library code never sees a ConfigDict; this module reads every field the trainer uses and hands
-plain keyword arguments to the registries.
+`build(config)` is where a run's config is read: the registries get plain keyword arguments and
+the trainer's sections become the validated dataclasses of `settings.py`. The rest of the
+trainer takes the Experiment; the ConfigDict itself only travels on to `runs.py`, which writes
+it as the run's config.json (how chained runs find their teacher).
 """
 
 import dataclasses
@@ -16,6 +19,7 @@ from jax import Array
 
 from diffjax import data, denoisers, methods, models, processes, samplers
 from diffjax.methods.base import ApplyFn, Params, Recipe
+from diffjax.train import settings
 
 
 def apply_fn_of(module: nn.Module) -> ApplyFn:
@@ -38,10 +42,13 @@ class Experiment:
       model: the Flax network.
       recipe: the method's Recipe.
       apply_fn: `model` as a pure function.
-      sampler: the configured sampler function.
-      sample_num_steps: sampler steps, or None for the sampler's default.
-      clip_x0: clip the x0 prediction to [-1, 1] while sampling (only for discrete data,
-        which the pipeline scales into [-1, 1]).
+      sampler: the sampler function of `sampling`.
+      seed: seeds init, data order, training noise and sampling.
+      training: `config.training`.
+      optim: `config.optim`.
+      sampling: `config.sample`.
+      eval: `config.eval`.
+      teacher: `config.teacher`.
     """
 
     dataset: Any
@@ -49,8 +56,34 @@ class Experiment:
     recipe: Recipe
     apply_fn: ApplyFn
     sampler: Callable
-    sample_num_steps: int | None
-    clip_x0: bool
+    seed: int
+    training: settings.TrainingConfig
+    optim: settings.OptimConfig
+    sampling: settings.SampleConfig
+    eval: settings.EvalConfig
+    teacher: settings.TeacherConfig
+
+    @property
+    def sampler_name(self) -> str:
+        """`sampling.sampler`, or the method's default sampler when that is ""."""
+        return self.sampling.sampler or self.recipe.sampler
+
+    @property
+    def sample_num_steps(self) -> int | None:
+        """Sampler steps, or None for the sampler's default."""
+        return self.sampling.num_steps or None
+
+    @property
+    def clip_x0(self) -> bool:
+        """Clip the x0 prediction to [-1, 1] while sampling: only for discrete data, which the
+        pipeline scales into [-1, 1]."""
+        return self.sampling.clip_x0 and self.dataset.num_bins is not None
+
+    def with_sampling(self, **fields) -> "Experiment":
+        """This Experiment with some `sampling` fields replaced (e.g. `sampler="euler",
+        num_steps=4, options={}`), to score one trained network with several samplers."""
+        sampling = dataclasses.replace(self.sampling, **fields)
+        return dataclasses.replace(self, sampling=sampling, sampler=_sampler(self.recipe, sampling))
 
     def init_params(self, key: Array) -> Params:
         """`{"model": network params, **recipe aux params}` from one key."""
@@ -71,8 +104,28 @@ class Experiment:
         return self.sampler(sample_key, denoiser, x_init, num_steps=self.sample_num_steps)
 
 
+def _sampler(recipe: Recipe, sampling: settings.SampleConfig) -> Callable:
+    """The sampler of `sampling`; the method's own sampler starts from the method's options."""
+    name = sampling.sampler or recipe.sampler
+    options = dict(recipe.sampler_options) if name == recipe.sampler else {}
+    options.update(sampling.options)
+    return samplers.get(name, **options)
+
+
 def build(config: ml_collections.ConfigDict) -> Experiment:
-    """Builds the Experiment of `config`; unknown names raise errors listing the valid ones."""
+    """Builds the Experiment of `config`.
+
+    Raises:
+      ValueError: for unknown names (listing the valid ones) and for bad values of the
+        trainer's sections (naming the field).
+    """
+    sections = {
+        "training": settings.read(settings.TrainingConfig, config.training),
+        "optim": settings.read(settings.OptimConfig, config.optim),
+        "sampling": settings.read(settings.SampleConfig, config.sample),
+        "eval": settings.read(settings.EvalConfig, config.eval),
+        "teacher": settings.read(settings.TeacherConfig, config.teacher),
+    }
     dataset = data.get(config.data.name, **config.data.kwargs.to_dict())
     process = processes.get(config.process.name, **config.process.kwargs.to_dict())
     recipe = methods.get(config.method)(process=process, **config.loss.to_dict())
@@ -82,18 +135,12 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         out_channels=channels * recipe.out_channels_factor,
         **config.model.kwargs.to_dict(),
     )
-    sampler_name = config.sample.sampler or recipe.sampler
-    options = dict(recipe.sampler_options) if sampler_name == recipe.sampler else {}
-    options.update(config.sample.options.to_dict())
-    sampler = samplers.get(sampler_name, **options)
-    if config.sample.num_steps < 0:
-        raise ValueError(f"sample.num_steps={config.sample.num_steps} must be >= 0 (0: default)")
     return Experiment(
         dataset=dataset,
         model=model,
         recipe=recipe,
         apply_fn=apply_fn_of(model),
-        sampler=sampler,
-        sample_num_steps=config.sample.num_steps or None,
-        clip_x0=config.sample.clip_x0 and dataset.num_bins is not None,
+        sampler=_sampler(recipe, sections["sampling"]),
+        seed=config.seed,
+        **sections,
     )

@@ -18,15 +18,15 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Samples `sample.num_samples` with `sample.sampler` / `sample.num_steps` / options; writes
     `samples/sample_<sampler>_<steps>.{png,npz,json}` and returns the JSON (NFE, seconds)."""
     exp, state = runs.restore_latest(config, workdir)
-    fn = jax.jit(lambda p, k: exp.sample(p, k, config.sample.num_samples))
-    key = jax.random.PRNGKey(config.seed)
+    fn = jax.jit(lambda p, k: exp.sample(p, k, exp.sampling.num_samples))
+    key = jax.random.PRNGKey(exp.seed)
     start = time.perf_counter()
     compiled = fn.lower(state.ema_params, key).compile()
     compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
     x = np.asarray(jax.block_until_ready(compiled(state.ema_params, key)))
     seconds = time.perf_counter() - start
-    sampler_name = config.sample.sampler or exp.recipe.sampler
+    sampler_name = exp.sampler_name
     process = exp.recipe.process_for(state.ema_params)
     num_steps = len(exp.sampler.timesteps(process, exp.sample_num_steps)) - 1
     name = f"sample_{sampler_name}_{num_steps}"
@@ -48,24 +48,24 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Recomputes metrics.json (sample quality of the EMA params) for the latest checkpoint."""
     exp, state = runs.restore_latest(config, workdir)
-    return outputs.evaluate_sample_quality(config, exp, state, workdir)
+    return outputs.evaluate_sample_quality(exp, state, workdir, exp.eval.num_samples)
 
 
 def eval_bpd(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Bits/dim of the test split through the probability-flow ODE (dequantized as score_sde);
     writes `<workdir>/bpd.json` with the mean, standard error, NFE and wall time."""
     exp, state = runs.restore_latest(config, workdir)
-    ec = config.eval
+    ec = exp.eval
     mesh = sharding.make_mesh()
-    sharding.check_batch_size(ec.bpd_batch_size, mesh)
+    sharding.check_batch_size(ec.bpd_batch_size, mesh, "eval.bpd_batch_size")
     loader = exp.dataset.loader(
-        "test", ec.bpd_batch_size, seed=config.seed, shuffle=False, num_epochs=1
+        "test", ec.bpd_batch_size, seed=exp.seed, shuffle=False, num_epochs=1
     )
     batches = (sharding.global_batch(b, mesh) for b in loader)
     if ec.bpd_max_examples:
         batches = itertools.islice(batches, -(-ec.bpd_max_examples // ec.bpd_batch_size))
     result = evaluate_bpd(
-        jax.random.PRNGKey(config.seed),
+        jax.random.PRNGKey(exp.seed),
         functools.partial(exp.recipe.denoiser, exp.apply_fn),
         batches,
         exp.dataset.num_bins,
@@ -78,17 +78,17 @@ def eval_bpd(config: ml_collections.ConfigDict, workdir: str) -> dict:
         atol=ec.bpd_atol,
         t_min=ec.bpd_t_min,
     )
-    report = {"step": int(state.step), "method": config.method, **result}
+    report = {"step": int(state.step), "method": exp.recipe.name, **result}
     if exp.recipe.vlb is not None and exp.dataset.num_bins is not None:
-        report.update(_vlb_bpd(config, exp, state, loader, mesh))
+        report.update(_vlb_bpd(exp, state, loader, mesh))
     if jax.process_index() == 0:
         outputs.write_json(os.path.join(workdir, "bpd.json"), report)
     return report
 
 
-def _vlb_bpd(config, exp, state, loader, mesh) -> dict:
+def _vlb_bpd(exp, state, loader, mesh) -> dict:
     """The method's own variational bound on the same test examples, in bits/dim."""
-    ec = config.eval
+    ec = exp.eval
 
     def per_example_bpd(params, key, x):
         denoiser = exp.recipe.denoiser(exp.apply_fn, params)
@@ -99,7 +99,7 @@ def _vlb_bpd(config, exp, state, loader, mesh) -> dict:
     batches = (sharding.global_batch(b, mesh) for b in loader)
     if ec.bpd_max_examples:
         batches = itertools.islice(batches, -(-ec.bpd_max_examples // ec.bpd_batch_size))
-    key = jax.random.PRNGKey(config.seed + 1)
+    key = jax.random.PRNGKey(exp.seed + 1)
     values = [
         np.asarray(per_example_bpd(state.ema_params, jax.random.fold_in(key, i), b["x"]))
         for i, b in enumerate(tqdm(batches, desc="vlb", disable=jax.process_index() != 0))

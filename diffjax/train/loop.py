@@ -16,7 +16,6 @@ from tqdm import tqdm
 
 from diffjax.data import pipeline
 from diffjax.train import checkpoint, experiment, outputs, runs, sharding
-from diffjax.train.optim import learning_rate_schedule
 from diffjax.train.state import TrainState, make_train_step
 from diffjax.train.writer import MetricWriter
 
@@ -25,52 +24,40 @@ class NonFiniteLossError(FloatingPointError):
     """The loss or gradient became NaN / inf; the message says where to resume from."""
 
 
-def _check_training_config(training: ml_collections.ConfigDict) -> None:
-    for field in ("num_steps", "batch_size", "log_every", "checkpoint_every"):
-        if training[field] < 1:
-            raise ValueError(f"training.{field}={training[field]} must be >= 1")
-    if training.sample_every < 0:
-        raise ValueError(f"training.sample_every={training.sample_every} must be >= 0")
-
-
 def train(
     config: ml_collections.ConfigDict, workdir: str, train_arrays: dict | None = None
 ) -> TrainState:
     """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final state.
 
     Args:
-      config: the run's config; `config.teacher.workdir` names a trained run whose EMA network
-        is the teacher (methods that distil) and/or the initialisation
-        (`config.teacher.init_student`).
+      config: the run's config, read once into an Experiment and written to the workdir's
+        config.json; `config.teacher.workdir` names a trained run whose EMA network is the
+        teacher (methods that distil) and/or the initialisation (`config.teacher.init_student`).
       workdir: where checkpoints, logs, samples and metrics go.
       train_arrays: train on these in-memory arrays (name -> [N, ...], e.g. reflow's
         {"x": Z_0, "noise": Z_1}) instead of the dataset's train split.
     """
-    tc = config.training
-    _check_training_config(tc)
     exp = experiment.build(config)
+    tc = exp.training
     mesh = sharding.make_mesh()
-    sharding.check_batch_size(tc.batch_size, mesh)
+    sharding.check_batch_size(tc.batch_size, mesh, "training.batch_size")
     replicated = sharding.replicated(mesh)
     runs.save_config(config, workdir)
 
-    optimizer, create = runs.state_constructor(config, exp, runs.load_teacher(config, exp))
-    lr = learning_rate_schedule(
-        config.optim.learning_rate, config.optim.schedule, config.optim.warmup_steps, tc.num_steps
-    )
+    optimizer, lr, create = runs.state_constructor(exp, runs.load_teacher(config, exp))
     loss_fn = exp.recipe.make_loss(exp.apply_fn)
     train_step = jax.jit(
-        make_train_step(loss_fn, optimizer, config.optim.ema_decay, exp.recipe.update_frozen),
+        make_train_step(loss_fn, optimizer, exp.optim.ema_decay, exp.recipe.update_frozen),
         in_shardings=(replicated, sharding.batch_sharding(mesh)),
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
-    seed_key = jax.random.PRNGKey(config.seed)
+    seed_key = jax.random.PRNGKey(exp.seed)
 
     if train_arrays is None:
-        loader = exp.dataset.loader("train", tc.batch_size, seed=config.seed, shuffle=True)
+        loader = exp.dataset.loader("train", tc.batch_size, seed=exp.seed, shuffle=True)
     else:
-        loader = pipeline.array_loader(train_arrays, tc.batch_size, seed=config.seed)
+        loader = pipeline.array_loader(train_arrays, tc.batch_size, seed=exp.seed)
     data_iterator = iter(loader)
     manager = checkpoint.make_manager(workdir, tc.keep_checkpoints)
     if manager.latest_step() is None:
@@ -85,7 +72,7 @@ def train(
     writer = MetricWriter(workdir, start)
     writer.text(f"{'resume at' if start else 'start'} step {start} of {tc.num_steps}")
     sample = jax.jit(
-        functools.partial(exp.sample, num_samples=config.sample.num_samples),
+        functools.partial(exp.sample, num_samples=exp.sampling.num_samples),
         out_shardings=replicated,
     )
     bar = tqdm(
@@ -121,8 +108,8 @@ def train(
     outputs.save_loss_curve(workdir)
     x = sample(state.ema_params, jax.random.fold_in(seed_key, tc.num_steps))
     outputs.save_samples(workdir, "samples_final", np.asarray(x))
-    if config.eval.at_end:
-        outputs.evaluate_sample_quality(config, exp, state, workdir)
+    if exp.eval.at_end:
+        outputs.evaluate_sample_quality(exp, state, workdir, exp.eval.num_samples)
     return state
 
 

@@ -1,53 +1,55 @@
-"""The optimizer: optax Adam(W) with warm-up, cosine or constant schedule, and clipping."""
+"""The optimizer: optax Adam(W) with warm-up, cosine or constant schedule, and clipping.
+
+Both builders take a validated `OptimConfig` (`settings.py` checks the names and ranges).
+"""
+
+from collections.abc import Callable
+from typing import Any
 
 import optax
 
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULES = ("constant", "cosine")
+from diffjax.methods.base import Params
+from diffjax.train.settings import OptimConfig
 
 
-def learning_rate_schedule(
-    learning_rate: float, schedule: str, warmup_steps: int, total_steps: int
-) -> optax.Schedule:
-    """Linear warm-up from 0 to `learning_rate`, then constant or cosine decay to 0 at the end."""
-    if learning_rate <= 0:
-        raise ValueError(f"optim.learning_rate={learning_rate} must be > 0")
-    if warmup_steps < 0:
-        raise ValueError(f"optim.warmup_steps={warmup_steps} must be >= 0")
-    if schedule == "constant":
-        decay = optax.constant_schedule(learning_rate)
-    elif schedule == "cosine":
-        decay = optax.cosine_decay_schedule(learning_rate, max(1, total_steps - warmup_steps))
+def learning_rate_schedule(optim: OptimConfig, total_steps: int) -> optax.Schedule:
+    """Linear warm-up from 0 to `optim.learning_rate`, then constant or cosine decay to 0 at
+    `total_steps`."""
+    if optim.schedule == "constant":
+        decay = optax.constant_schedule(optim.learning_rate)
     else:
-        raise ValueError(f"unknown optim.schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
-    if warmup_steps == 0:
+        decay = optax.cosine_decay_schedule(
+            optim.learning_rate, max(1, total_steps - optim.warmup_steps)
+        )
+    if optim.warmup_steps == 0:
         return decay
-    warmup = optax.linear_schedule(0.0, learning_rate, warmup_steps)
-    return optax.join_schedules([warmup, decay], [warmup_steps])
+    warmup = optax.linear_schedule(0.0, optim.learning_rate, optim.warmup_steps)
+    return optax.join_schedules([warmup, decay], [optim.warmup_steps])
 
 
 def make_optimizer(
-    *,
-    optimizer: str,
-    learning_rate: float,
-    schedule: str,
-    warmup_steps: int,
-    total_steps: int,
-    b1: float,
-    b2: float,
-    weight_decay: float,
-    grad_clip: float,
+    optim: OptimConfig,
+    learning_rate: optax.Schedule,
+    weight_decay_mask: Callable[[Params], Any] | None = None,
 ) -> optax.GradientTransformation:
-    """Gradient clipping by global norm (if > 0) followed by Adam or AdamW."""
-    lr = learning_rate_schedule(learning_rate, schedule, warmup_steps, total_steps)
-    if optimizer == "adam":
-        if weight_decay:
-            raise ValueError("optim.weight_decay needs optim.optimizer='adamw'")
-        opt = optax.adam(lr, b1=b1, b2=b2)
-    elif optimizer == "adamw":
-        opt = optax.adamw(lr, b1=b1, b2=b2, weight_decay=weight_decay)
+    """Gradient clipping by global norm (if > 0) followed by Adam or AdamW.
+
+    Args:
+      optim: the optimizer's config.
+      learning_rate: the schedule (from `learning_rate_schedule`, shared with whoever logs it).
+      weight_decay_mask: params -> pytree of bools, True where AdamW's decoupled weight decay
+        applies (`Recipe.weight_decay_mask`); None decays every leaf.
+    """
+    if optim.optimizer == "adam":
+        opt = optax.adam(learning_rate, b1=optim.b1, b2=optim.b2)
     else:
-        raise ValueError(f"unknown optim.optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-    if grad_clip < 0:
-        raise ValueError(f"optim.grad_clip={grad_clip} must be >= 0 (0 disables)")
-    return optax.chain(optax.clip_by_global_norm(grad_clip), opt) if grad_clip else opt
+        opt = optax.adamw(
+            learning_rate,
+            b1=optim.b1,
+            b2=optim.b2,
+            weight_decay=optim.weight_decay,
+            mask=weight_decay_mask,
+        )
+    if optim.grad_clip:
+        return optax.chain(optax.clip_by_global_norm(optim.grad_clip), opt)
+    return opt

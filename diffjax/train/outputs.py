@@ -5,7 +5,6 @@ import json
 import os
 
 import jax
-import ml_collections
 import numpy as np
 
 from diffjax.evaluation import plots
@@ -72,12 +71,12 @@ def quality_ruler(exp, workdir: str) -> SampleQuality:
     )
 
 
-def evaluate_sample_quality(config: ml_collections.ConfigDict, exp, state, workdir: str) -> dict:
-    """Frechet distance of `eval.num_samples` EMA samples to the test split, next to the floor
-    (train vs test) and the ceiling (noise), written to `<workdir>/metrics.json`."""
+def evaluate_sample_quality(exp, state, workdir: str, num_samples: int) -> dict:
+    """Frechet distance of `num_samples` EMA samples (key `exp.seed + 1`) to the test split, next
+    to the floor (train vs test) and the ceiling (noise), written to `<workdir>/metrics.json`."""
     quality = quality_ruler(exp, workdir)
-    sample = jax.jit(lambda p, k: exp.sample(p, k, config.eval.num_samples))
-    x = np.asarray(sample(state.ema_params, jax.random.PRNGKey(config.seed + 1)))
+    sample = jax.jit(lambda p, k: exp.sample(p, k, num_samples))
+    x = np.asarray(sample(state.ema_params, jax.random.PRNGKey(exp.seed + 1)))
     report = {"step": int(state.step), **quality.report(x)}
     if jax.process_index() == 0:
         write_json(os.path.join(workdir, "metrics.json"), report)

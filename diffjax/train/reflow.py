@@ -4,7 +4,8 @@ Seed 002, "Rectified Flow" and "Reflow" (Liu et al. 2023): simulate the trained 
 noise Z_1 to Z_0, then train the next flow on the pairs (Z_0, Z_1); the k-th round gives the
 (k + 1)-rectified flow, whose paths are straighter, so few Euler steps suffice.
 
-Round 0 is the run in `config.teacher.workdir` (a `flow_matching` / `rectified_flow` run).
+Round 0 is the run in `config.teacher.workdir`, of a method whose Recipe runs in this mode
+(`chain_modes`: flow_matching, ot_cfm, rectified_flow).
 Round k (1 .. `reflow.rounds`) lives in `<workdir>/round_<k>`: `pairs.npz` holds the
 `reflow.num_pairs` pairs simulated from round k - 1 with `reflow.ode_steps` RK4 steps (written
 once, atomically), and the round is a complete `mode=train` run on them, initialised from round
@@ -23,22 +24,7 @@ from tqdm import tqdm
 
 from diffjax.evaluation import plots
 from diffjax.methods import rectified_flow
-from diffjax.train import experiment, loop, outputs, runs
-
-
-def _check(config: ml_collections.ConfigDict) -> None:
-    if config.method not in ("rectified_flow", "flow_matching"):
-        raise ValueError(
-            f"mode=reflow needs method rectified_flow or flow_matching, got {config.method!r}"
-        )
-    if not config.teacher.workdir:
-        raise ValueError("mode=reflow needs --config.teacher.workdir: the trained 1-rectified flow")
-    rc = config.reflow
-    for field in ("rounds", "num_pairs", "ode_steps", "pair_batch_size"):
-        if rc[field] < 1:
-            raise ValueError(f"reflow.{field}={rc[field]} must be >= 1")
-    if not rc.eval_nfes or min(rc.eval_nfes) < 1:
-        raise ValueError(f"reflow.eval_nfes={rc.eval_nfes} must be positive step counts")
+from diffjax.train import experiment, loop, outputs, runs, settings
 
 
 def _simulate(exp, params, noise: np.ndarray, ode_steps: int, batch_size: int, desc: str):
@@ -56,15 +42,16 @@ def _simulate(exp, params, noise: np.ndarray, ode_steps: int, batch_size: int, d
     return tuple(np.concatenate(parts) for parts in zip(*outs, strict=True))
 
 
-def _pairs(config, round_dir: str, prev_dir: str, k: int) -> dict[str, np.ndarray]:
+def _pairs(
+    rc: settings.ReflowConfig, seed: int, round_dir: str, prev_dir: str, k: int
+) -> dict[str, np.ndarray]:
     """The reflow pairs {"x": Z_0, "noise": Z_1} of round k, simulated once and kept."""
     path = os.path.join(round_dir, "pairs.npz")
     if os.path.exists(path):
         with np.load(path) as f:
             return {"x": f["x"], "noise": f["noise"]}
     exp, state = runs.restore_latest(runs.load_config(prev_dir), prev_dir)
-    rc = config.reflow
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), k)
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), k)
     noise = np.asarray(jax.random.normal(key, (rc.num_pairs, *exp.dataset.shape)))
     z0, _, _ = _simulate(
         exp, state.ema_params, noise, rc.ode_steps, rc.pair_batch_size, f"pairs {k}"
@@ -77,20 +64,14 @@ def _pairs(config, round_dir: str, prev_dir: str, k: int) -> dict[str, np.ndarra
     return {"x": z0, "noise": noise}
 
 
-def _measure(config, flow_dir: str, quality, noise: np.ndarray) -> dict:
+def _measure(rc: settings.ReflowConfig, seed: int, flow_dir: str, quality, noise: np.ndarray):
     """Straightness, transport cost and Frechet distance at each NFE of the flow in flow_dir."""
-    rc = config.reflow
-    flow_config = runs.load_config(flow_dir)
-    exp, state = runs.restore_latest(flow_config, flow_dir)
+    exp, state = runs.restore_latest(runs.load_config(flow_dir), flow_dir)
     _, s, c = _simulate(exp, state.ema_params, noise, rc.ode_steps, rc.pair_batch_size, "paths")
     frechet = {}
     for nfe in rc.eval_nfes:
-        euler_config = runs.derive(
-            flow_config,
-            **{"sample.sampler": "euler", "sample.num_steps": nfe, "sample.options": {}},
-        )
-        euler = experiment.build(euler_config)
-        x = jax.jit(lambda p: euler.sample(p, jax.random.PRNGKey(config.seed), len(noise)))(  # noqa: B023
+        euler = exp.with_sampling(sampler="euler", num_steps=nfe, options={})
+        x = jax.jit(lambda p: euler.sample(p, jax.random.PRNGKey(seed), len(noise)))(  # noqa: B023
             state.ema_params
         )
         frechet[str(nfe)] = quality.frechet(np.asarray(x))
@@ -103,27 +84,32 @@ def _measure(config, flow_dir: str, quality, noise: np.ndarray) -> dict:
 
 
 def reflow(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Runs `reflow.rounds` rounds of reflow; returns and writes reflow.json."""
-    _check(config)
-    rc = config.reflow
+    """Runs `reflow.rounds` rounds of reflow; returns and writes reflow.json.
+
+    Raises:
+      ValueError: if the method's Recipe does not run in this mode (`chain_modes`), if no
+        teacher is named, or for bad `config.reflow` values.
+    """
     exp = experiment.build(config)
+    runs.check_chain_mode(exp, "reflow")
+    if not exp.teacher.workdir:
+        raise ValueError("mode=reflow needs --config.teacher.workdir: the trained 1-rectified flow")
+    rc = settings.read(settings.ReflowConfig, config.reflow)
     quality = outputs.quality_ruler(exp, workdir)
     eval_noise = np.asarray(
         jax.random.normal(
-            jax.random.PRNGKey(config.seed + 1), (config.eval.num_samples, *exp.dataset.shape)
+            jax.random.PRNGKey(exp.seed + 1), (exp.eval.num_samples, *exp.dataset.shape)
         )
     )
-    flows = [config.teacher.workdir]
+    flows = [exp.teacher.workdir]
     for k in range(1, rc.rounds + 1):
         round_dir = os.path.join(workdir, f"round_{k}")
-        pairs = _pairs(config, round_dir, flows[-1], k)
-        round_config = runs.derive(
-            config,
-            **{"mode": "train", "teacher.workdir": flows[-1], "teacher.init_student": True},
-        )
-        loop.train(round_config, round_dir, train_arrays=pairs)
+        pairs = _pairs(rc, exp.seed, round_dir, flows[-1], k)
+        loop.train(runs.round_config(config, flows[-1]), round_dir, train_arrays=pairs)
         flows.append(round_dir)
-    rounds = [{"round": k, **_measure(config, d, quality, eval_noise)} for k, d in enumerate(flows)]
+    rounds = [
+        {"round": k, **_measure(rc, exp.seed, d, quality, eval_noise)} for k, d in enumerate(flows)
+    ]
     floor = quality.report(eval_noise)["frechet_floor_train_vs_test"]
     result = {"rounds": rounds, "frechet_floor_train_vs_test": floor}
     if jax.process_index() == 0:

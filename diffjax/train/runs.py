@@ -4,6 +4,11 @@ trained run used as the teacher (or the initialisation) of another.
 Every `mode=train` run writes `<workdir>/config.json`, so a later run can name it as
 `config.teacher.workdir` without repeating its configuration: distillation (`distill`,
 consistency distillation) and `reflow` chain runs this way.
+
+Besides `experiment.build` (and the chain modes reading their own section), this is the only
+place that handles ConfigDicts: it writes and reads config.json, derives each chained round's
+config, and compares a teacher's sections with its student's. Building a TrainState takes the
+typed Experiment.
 """
 
 import functools
@@ -16,7 +21,7 @@ from jax import Array
 
 from diffjax.methods.base import Params
 from diffjax.train import checkpoint, experiment, sharding
-from diffjax.train.optim import make_optimizer
+from diffjax.train.optim import learning_rate_schedule, make_optimizer
 from diffjax.train.state import TrainState, create_train_state
 
 CONFIG_FILE = "config.json"
@@ -49,6 +54,56 @@ def derive(config: ml_collections.ConfigDict, **updates) -> ml_collections.Confi
     return derived
 
 
+def round_config(
+    config: ml_collections.ConfigDict,
+    teacher_workdir: str,
+    student_steps: int | None = None,
+    teacher_prediction: str | None = None,
+) -> ml_collections.ConfigDict:
+    """The config of one round of a chain (`mode=distill`, `mode=reflow`), as the round writes
+    it to its config.json.
+
+    A round is an ordinary `mode=train` run in its own workdir, started from the previous
+    round's weights. Its config.json must describe it alone: a rerun of the chain resumes the
+    round from it, and the next round loads it as its teacher. So what changes from round to
+    round travels as these dotted fields, and only these.
+
+    Args:
+      config: the chain's config.
+      teacher_workdir: the previous round (`teacher.workdir`, with `teacher.init_student`).
+      student_steps: distill rounds only: the student's sampling steps, the loss option
+        `student_steps` of a recipe whose `chain_modes` hold "distill"; the student samples
+        with its method's own sampler at that many steps and is scored when it finishes.
+      teacher_prediction: distill rounds only: the loss option `teacher_prediction`, what the
+        previous round's network predicts.
+    """
+    updates = {"mode": "train", "teacher.workdir": teacher_workdir, "teacher.init_student": True}
+    if student_steps is not None:
+        updates.update(
+            {
+                "loss.student_steps": student_steps,
+                "loss.teacher_prediction": teacher_prediction,
+                "sample.sampler": "",
+                "sample.num_steps": student_steps,
+                "eval.at_end": True,
+            }
+        )
+    return derive(config, **updates)
+
+
+def check_chain_mode(exp: experiment.Experiment, mode: str) -> None:
+    """Raises a ValueError unless `exp`'s recipe runs in the chained `mode` (distill, reflow).
+
+    Raises:
+      ValueError: naming the method and `Recipe.chain_modes`.
+    """
+    if mode not in exp.recipe.chain_modes:
+        raise ValueError(
+            f"mode={mode} needs a method whose Recipe supports it (chain_modes); method "
+            f"{exp.recipe.name!r} does not"
+        )
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a `mode=train` run wrote into `workdir`.
 
@@ -62,22 +117,25 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
-def state_constructor(
-    config: ml_collections.ConfigDict, exp: experiment.Experiment, teacher: Params | None = None
-):
-    """The optimizer and `create(key) -> TrainState` of `config` (also the restore template).
+def state_constructor(exp: experiment.Experiment, teacher: Params | None = None):
+    """The optimizer of `exp`, its learning-rate schedule and `create(key) -> TrainState` (also
+    the restore template).
+
+    The schedule is built once here: the optimizer steps by it and the loop logs it.
 
     Args:
-      config: the run's config.
-      exp: its Experiment.
+      exp: the run's Experiment.
       teacher: the teacher's network params: stored as `frozen["teacher"]` when the recipe
-        reads a teacher, and the start of `params["model"]` when `config.teacher.init_student`.
+        reads a teacher, and the start of `params["model"]` when `exp.teacher.init_student`.
         None builds a template whose teacher has the student's shapes (for restoring).
+
+    Returns:
+      (optimizer, learning_rate, create).
     """
-    optim = {k: v for k, v in config.optim.to_dict().items() if k != "ema_decay"}
-    optimizer = make_optimizer(**optim, total_steps=config.training.num_steps)
     recipe = exp.recipe
-    init_student = teacher is not None and config.teacher.init_student
+    learning_rate = learning_rate_schedule(exp.optim, exp.training.num_steps)
+    optimizer = make_optimizer(exp.optim, learning_rate, recipe.weight_decay_mask)
+    init_student = teacher is not None and exp.teacher.init_student
 
     def init_params(key: Array) -> Params:
         params = exp.init_params(key)
@@ -92,7 +150,7 @@ def state_constructor(
     create = functools.partial(
         create_train_state, init_params=init_params, optimizer=optimizer, init_frozen=init_frozen
     )
-    return optimizer, create
+    return optimizer, learning_rate, create
 
 
 def restore_latest(
@@ -104,12 +162,12 @@ def restore_latest(
       FileNotFoundError: if `workdir` holds no complete checkpoint.
     """
     exp = experiment.build(config)
-    _, create = state_constructor(config, exp)
+    _, _, create = state_constructor(exp)
     replicated = sharding.replicated(sharding.make_mesh())
     abstract = checkpoint.abstract_like(
-        jax.eval_shape(create, jax.random.PRNGKey(config.seed)), replicated
+        jax.eval_shape(create, jax.random.PRNGKey(exp.seed)), replicated
     )
-    manager = checkpoint.make_manager(workdir, config.training.keep_checkpoints)
+    manager = checkpoint.make_manager(workdir, exp.training.keep_checkpoints)
     try:
         if manager.latest_step() is None:
             raise FileNotFoundError(
@@ -129,17 +187,24 @@ def _comparable(config: ml_collections.ConfigDict, field: str) -> dict:
 
 
 def load_teacher(config: ml_collections.ConfigDict, exp: experiment.Experiment) -> Params | None:
-    """The EMA network params of the run in `config.teacher.workdir` ("" gives None).
+    """The EMA network params of the run in `exp.teacher.workdir` ("" gives None).
+
+    Args:
+      config: the student's config, whose model, process and data sections are compared with
+        the teacher's config.json.
+      exp: the student's Experiment.
 
     Raises:
-      ValueError: if the method needs a teacher and none is named, or if the teacher's model,
-        process or data differ from `config`'s (naming the differing field).
+      ValueError: if the recipe needs a teacher and none is named, if the teacher's model,
+        process or data differ from `config`'s (naming the differing field), or if the teacher
+        does not predict the recipe's `teacher_prediction`.
     """
-    workdir = config.teacher.workdir
+    workdir = exp.teacher.workdir
+    expected = exp.recipe.teacher_prediction
     if not workdir:
-        if exp.recipe.teacher_prediction is not None:
+        if expected is not None:
             raise ValueError(
-                f"method {config.method!r} learns from a teacher: set --config.teacher.workdir "
+                f"method {exp.recipe.name!r} learns from a teacher: set --config.teacher.workdir "
                 "to the workdir of a trained run"
             )
         return None
@@ -152,10 +217,9 @@ def load_teacher(config: ml_collections.ConfigDict, exp: experiment.Experiment) 
                 "a student runs its teacher's network on the same process and data"
             )
     teacher_exp, state = restore_latest(teacher_config, workdir)
-    expected = config.loss.to_dict().get("teacher_prediction")
     if expected is not None and teacher_exp.recipe.prediction != expected:
         raise ValueError(
-            f"config.loss.teacher_prediction={expected!r} but the teacher in {workdir} predicts "
-            f"{teacher_exp.recipe.prediction!r}"
+            f"the recipe's teacher_prediction={expected!r} (config.loss.teacher_prediction) but "
+            f"the teacher in {workdir} predicts {teacher_exp.recipe.prediction!r}"
         )
     return state.ema_params["model"]

@@ -34,12 +34,13 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
-def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
-    """Raises a ValueError naming the field if the global batch does not divide over devices."""
+def check_batch_size(global_batch_size: int, mesh: Mesh, field: str) -> None:
+    """Raises a ValueError naming the config `field` (e.g. "training.batch_size") if the global
+    batch does not divide over the devices and processes."""
     n = mesh.shape[DATA_AXIS]
     if global_batch_size % n or global_batch_size % jax.process_count():
         raise ValueError(
-            f"training.batch_size={global_batch_size} must be divisible by the number of devices "
+            f"{field}={global_batch_size} must be divisible by the number of devices "
             f"({n}) and of processes ({jax.process_count()})"
         )
 

@@ -8,8 +8,10 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
-from diffjax.train import loop, runs
+from configs import progressive_distillation_toy2d
+from diffjax.train import distill, loop, runs
 from tests.train import toy_runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -77,3 +79,16 @@ def test_distill_halves_from_the_teacher_and_resumes(tmp_path):
     assert (workdir / "student_0001" / "history.jsonl").read_text() == history
     rerun = json.loads((workdir / "distill.json").read_text())
     assert [r["step"] for r in rerun["rounds"]] == [10, 10]
+
+
+def test_distill_asks_the_recipe_for_its_chain_modes(tmp_path):
+    config = toy_runs.tiny(progressive_distillation_toy2d.get_config(), str(tmp_path / "data"))
+    config.teacher.workdir = str(tmp_path / "teacher")
+    config.method = "flow_matching"
+    config.loss = {"prediction": "velocity"}
+    with pytest.raises(
+        ValueError,
+        match=r"mode=distill needs a method whose Recipe supports it \(chain_modes\); "
+        "method 'flow_matching' does not",
+    ):
+        distill.distill(config, str(tmp_path / "pd"))

@@ -53,7 +53,7 @@ def _main(workdir, data_dir, config, devices=1, **popen):
 
 def _final_state(config, workdir):
     exp = experiment.build(config)
-    _, create = runs.state_constructor(config, exp)
+    _, _, create = runs.state_constructor(exp)
     abstract = jax.eval_shape(create, jax.random.PRNGKey(config.seed))
     manager = checkpoint.make_manager(str(workdir), config.training.keep_checkpoints)
     return checkpoint.restore(manager, abstract)
@@ -63,7 +63,7 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch(tmp_path):
     config = _toy_config()
     config.data.kwargs.data_dir = str(tmp_path / "data")
     exp = experiment.build(config)
-    optimizer, create = runs.state_constructor(config, exp)
+    optimizer, _, create = runs.state_constructor(exp)
     st = create(jax.random.PRNGKey(0))
     batch = next(iter(exp.dataset.loader("train", 64, seed=0)))
     loss_fn = jax.jit(exp.recipe.make_loss(exp.apply_fn))

@@ -5,8 +5,9 @@ import json
 
 import jax
 import numpy as np
+import pytest
 
-from configs import reflow_toy2d
+from configs import progressive_distillation_toy2d, reflow_toy2d
 from diffjax.methods import rectified_flow
 from diffjax.train import loop, reflow, runs
 from tests.train import toy_runs
@@ -40,3 +41,10 @@ def test_reflow_round_trains_on_the_teachers_ode_pairs(tmp_path):
         velocity, pairs["noise"][:64], 20, "rk4"
     )
     np.testing.assert_allclose(pairs["x"][:64], z0, atol=1e-5)
+
+
+def test_reflow_asks_the_recipe_for_its_chain_modes(tmp_path):
+    config = toy_runs.tiny(progressive_distillation_toy2d.get_config(), str(tmp_path / "data"))
+    config.teacher.workdir = str(tmp_path / "teacher")
+    with pytest.raises(ValueError, match="method 'progressive_distillation' does not"):
+        reflow.reflow(config, str(tmp_path / "reflow"))

@@ -1,11 +1,15 @@
-"""Runs as objects: config.json round trip, derived configs, and teachers with clear errors."""
+"""Runs as objects: config.json round trip, derived configs, the optimizer of the recipe, and
+teachers with clear errors."""
+
+import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import consistency_distillation_toy2d, progressive_distillation_toy2d
-from diffjax.train import loop, runs
+from diffjax.train import experiment, loop, runs
 from tests.train import toy_runs
 
 
@@ -14,6 +18,27 @@ def test_derive_replaces_dotted_fields_and_keeps_the_original():
     derived = runs.derive(config, **{"training.num_steps": 7, "teacher.workdir": "/x"})
     assert derived.training.num_steps == 7 and derived.teacher.workdir == "/x"
     assert config.training.num_steps == 40 and config.teacher.workdir == ""
+
+
+def _matrices_only(params):
+    """A weight-decay mask: decay the kernels, not the biases."""
+    return jax.tree.map(lambda leaf: leaf.ndim > 1, params)
+
+
+def test_the_optimizer_decays_only_where_the_recipe_masks(tmp_path):
+    config = toy_runs.flow_matching(str(tmp_path / "data"))
+    config.optim.update({"optimizer": "adamw", "weight_decay": 0.5, "grad_clip": 0.0})
+    exp = experiment.build(config)
+    recipe = dataclasses.replace(exp.recipe, weight_decay_mask=_matrices_only)
+    optimizer, lr, create = runs.state_constructor(dataclasses.replace(exp, recipe=recipe))
+    params = create(jax.random.PRNGKey(0)).params
+    zero = jax.tree.map(jnp.zeros_like, params)
+    # With zero gradients AdamW's update is the decay alone, -lr * wd * param, where masked.
+    updates, _ = optimizer.update(zero, optimizer.init(params), params)
+    mask = _matrices_only(params)
+    assert any(jax.tree.leaves(mask)) and not all(jax.tree.leaves(mask))
+    for u, p, m in zip(*map(jax.tree.leaves, (updates, params, mask)), strict=True):
+        np.testing.assert_allclose(u, -float(lr(0)) * 0.5 * p if m else np.zeros_like(p), rtol=1e-6)
 
 
 def test_teacher_is_the_ema_network_of_a_finished_run(tmp_path):

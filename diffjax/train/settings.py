@@ -1,0 +1,226 @@
+"""The trainer's config sections as frozen dataclasses, each validated when it is built.
+
+`read(TrainingConfig, config.training)` turns one ConfigDict section into its typed object;
+a bad value raises a ValueError naming the config field (`training.batch_size=0 must be >= 1`),
+and a section with a missing or extra field raises a TypeError naming it. Only the edge
+(`experiment.build`, and the chain modes for their own sections) calls `read`; the rest of the
+trainer takes these objects.
+"""
+
+import dataclasses
+import types
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import ml_collections
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+
+Section = TypeVar("Section")
+
+
+def read(cls: type[Section], section: ml_collections.ConfigDict) -> Section:
+    """The typed object `cls` of one config section (e.g. `config.training`)."""
+    return cls(**section.to_dict())
+
+
+def _check_at_least(section: str, values: Mapping[str, int], minimum: int) -> None:
+    for field, value in values.items():
+        if value < minimum:
+            raise ValueError(f"{section}.{field}={value} must be >= {minimum}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """`config.training`: the length and bookkeeping of a run.
+
+    Attributes:
+      num_steps: total optimizer steps (>= 1).
+      batch_size: the global batch (>= 1; must also divide over the devices).
+      log_every: steps between metric writes (>= 1).
+      checkpoint_every: steps between checkpoints, one more at the end (>= 1).
+      keep_checkpoints: how many recent checkpoints to keep.
+      sample_every: steps between sample grids; 0 disables.
+    """
+
+    num_steps: int
+    batch_size: int
+    log_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    sample_every: int
+
+    def __post_init__(self):
+        counts = ("num_steps", "batch_size", "log_every", "checkpoint_every")
+        _check_at_least("training", {f: getattr(self, f) for f in counts}, 1)
+        _check_at_least("training", {"sample_every": self.sample_every}, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """`config.optim`: Adam(W) with warm-up and a decay schedule, clipping, and the EMA.
+
+    Attributes:
+      optimizer: "adam" or "adamw".
+      learning_rate: peak learning rate after warm-up (> 0).
+      schedule: "constant" or "cosine" (decay to 0 at `training.num_steps`).
+      warmup_steps: linear warm-up from 0 (>= 0).
+      b1: Adam beta1.
+      b2: Adam beta2.
+      weight_decay: decoupled weight decay; non-zero only with "adamw".
+      grad_clip: global-norm clipping (>= 0; 0 disables).
+      ema_decay: EMA of the params used for sampling and evaluation, in [0, 1).
+    """
+
+    optimizer: str
+    learning_rate: float
+    schedule: str
+    warmup_steps: int
+    b1: float
+    b2: float
+    weight_decay: float
+    grad_clip: float
+    ema_decay: float
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optim.optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"unknown optim.schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}"
+            )
+        if self.learning_rate <= 0:
+            raise ValueError(f"optim.learning_rate={self.learning_rate} must be > 0")
+        _check_at_least("optim", {"warmup_steps": self.warmup_steps}, 0)
+        if self.weight_decay and self.optimizer != "adamw":
+            raise ValueError("optim.weight_decay needs optim.optimizer='adamw'")
+        if self.grad_clip < 0:
+            raise ValueError(f"optim.grad_clip={self.grad_clip} must be >= 0 (0 disables)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"optim.ema_decay={self.ema_decay} must be in [0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleConfig:
+    """`config.sample`: the sampler of sample grids, `mode=sample` and the evaluation.
+
+    Attributes:
+      sampler: a name in `diffjax.samplers`; "" uses the method's default.
+      num_steps: sampler steps (>= 0; 0 uses the sampler's default).
+      clip_x0: clip the x0 prediction to [-1, 1] while sampling discrete data.
+      num_samples: samples per grid and per `mode=sample` run.
+      options: extra sampler keywords (read-only), on top of the method's defaults when
+        `sampler` is the method's own.
+    """
+
+    sampler: str
+    num_steps: int
+    clip_x0: bool
+    num_samples: int
+    options: Mapping[str, Any]
+
+    def __post_init__(self):
+        if self.num_steps < 0:
+            raise ValueError(f"sample.num_steps={self.num_steps} must be >= 0 (0: default)")
+        # Frozen all the way down: an Experiment's sampler was built from these options.
+        object.__setattr__(self, "options", types.MappingProxyType(dict(self.options)))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """`config.eval`: sample quality (metrics.json) and `mode=eval_bpd`.
+
+    Attributes:
+      num_samples: generated samples for the Frechet distance.
+      at_end: evaluate sample quality when training finishes.
+      bpd_batch_size: test examples per jitted bits/dim batch (must divide over the devices).
+      bpd_max_examples: test examples for bits/dim; 0: the whole split.
+      bpd_num_dequantizations: uniform dequantizations averaged per example.
+      bpd_trace: "exact" or "hutchinson" divergence.
+      bpd_num_probes: Hutchinson probes per example.
+      bpd_rtol: Dormand-Prince relative tolerance.
+      bpd_atol: Dormand-Prince absolute tolerance.
+      bpd_t_min: start of the ODE (the data end).
+    """
+
+    num_samples: int
+    at_end: bool
+    bpd_batch_size: int
+    bpd_max_examples: int
+    bpd_num_dequantizations: int
+    bpd_trace: str
+    bpd_num_probes: int
+    bpd_rtol: float
+    bpd_atol: float
+    bpd_t_min: float
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig:
+    """`config.teacher`: a trained run to learn from and/or start from.
+
+    Attributes:
+      workdir: workdir of a finished `mode=train` run ("" for none).
+      init_student: start `params["model"]` from the teacher's EMA params.
+    """
+
+    workdir: str
+    init_student: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """`config.distill`: the rounds of `mode=distill` (read only in that mode).
+
+    Attributes:
+      start_steps: the first student's sampling steps (its teacher takes twice as many).
+      end_steps: the last student's steps (>= 1), reached by halving `start_steps`.
+    """
+
+    start_steps: int
+    end_steps: int
+
+    def __post_init__(self):
+        if self.end_steps < 1 or self.student_steps[-1] != self.end_steps:
+            raise ValueError(
+                f"distill.start_steps={self.start_steps} must halve down to "
+                f"distill.end_steps={self.end_steps} >= 1"
+            )
+
+    @property
+    def student_steps(self) -> list[int]:
+        """The students' step counts: `start_steps` halved while even and above `end_steps`."""
+        steps = [self.start_steps]
+        while steps[-1] > self.end_steps and steps[-1] % 2 == 0:
+            steps.append(steps[-1] // 2)
+        return steps
+
+
+@dataclasses.dataclass(frozen=True)
+class ReflowConfig:
+    """`config.reflow`: the rounds of `mode=reflow` (read only in that mode).
+
+    Attributes:
+      rounds: reflow rounds k (>= 1); round k trains the (k + 1)-rectified flow.
+      num_pairs: (noise, sample) pairs simulated per round (>= 1).
+      ode_steps: RK4 steps of the pair simulation and the path metrics (>= 1).
+      pair_batch_size: examples per jitted simulation batch (>= 1).
+      eval_nfes: Euler step counts (each >= 1) at which every flow is scored.
+    """
+
+    rounds: int
+    num_pairs: int
+    ode_steps: int
+    pair_batch_size: int
+    eval_nfes: tuple[int, ...]
+
+    def __post_init__(self):
+        counts = ("rounds", "num_pairs", "ode_steps", "pair_batch_size")
+        _check_at_least("reflow", {f: getattr(self, f) for f in counts}, 1)
+        if not self.eval_nfes or min(self.eval_nfes) < 1:
+            raise ValueError(f"reflow.eval_nfes={self.eval_nfes} must be positive step counts")
+        # A config read back from config.json holds a list; the object keeps an immutable tuple.
+        object.__setattr__(self, "eval_nfes", tuple(self.eval_nfes))
