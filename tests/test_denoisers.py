@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffjax import denoisers, preconditioning, processes
+from diffjax import denoisers, preconditioning, processes, samplers
 from diffjax.analytic.gaussian import GaussianMixture
 
 
@@ -35,3 +35,32 @@ def test_clip_x0_keeps_a_learned_variance():
     clipped = denoisers.clip_x0(learned)
     x = jax.random.normal(jax.random.key(0), (8, 2))
     np.testing.assert_array_equal(jax.jit(clipped.variance)(x, 0.5), np.full((8, 2), 0.25))
+
+
+def test_denoiser_is_a_pytree_and_new_params_reuse_the_compiled_sampler():
+    """The README's call: jit(sampler)(key, denoiser, x) compiles once; a Denoiser with other
+    params (network or mixture) is the same pytree structure, so it reuses the compilation."""
+    proc = processes.get("vp")
+    sampler = samplers.get("dpm_solver", order=2)
+    traces = []
+
+    def run(key, denoiser, x):
+        traces.append(1)
+        return sampler(key, denoiser, x, num_steps=4)
+
+    jitted = jax.jit(run)
+    x = jax.random.normal(jax.random.key(1), (16, 2))
+    a = GaussianMixture.gaussian(jnp.zeros(2), jnp.eye(2)).denoiser(proc)
+    b = GaussianMixture.gaussian(jnp.ones(2), 0.5 * jnp.eye(2)).denoiser(proc)
+    out_a, out_b = jitted(jax.random.key(0), a, x), jitted(jax.random.key(0), b, x)
+    assert len(traces) == 1
+    np.testing.assert_allclose(out_b, sampler(jax.random.key(0), b, x, num_steps=4), atol=1e-5)
+    assert not np.allclose(out_a, out_b)
+
+    def apply_fn(params, x, t, cond=None, key=None):
+        return params["w"] * x
+
+    nets = [denoisers.from_network(apply_fn, {"w": w}, "eps", proc) for w in (0.1, 0.2)]
+    outs = [jitted(jax.random.key(0), d, x) for d in nets]
+    assert len(traces) == 2  # one more trace for the new structure, none for the new params
+    assert not np.allclose(outs[0], outs[1])
