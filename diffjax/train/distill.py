@@ -56,7 +56,7 @@ def distill(config: ml_collections.ConfigDict, workdir: str) -> dict:
         loop.train(runs.round_config(config, teacher_workdir, n, teacher_prediction), round_dir)
         report = outputs.read_json(os.path.join(round_dir, "metrics.json"))
         rounds.append({"student_steps": n, "nfe": n, "workdir": round_dir, **report})
-        # The student is the next round's teacher.
+        # Each student teaches the next round, whose teacher then predicts what this one does.
         teacher_workdir, teacher_prediction = round_dir, exp.recipe.prediction
     teacher = {"nfe": 2 * student_steps[0], "workdir": exp.teacher.workdir}
     result = {"teacher": {**teacher, **teacher_report}, "rounds": rounds}

@@ -38,7 +38,8 @@ def test_the_optimizer_decays_only_where_the_recipe_masks(tmp_path):
     mask = _matrices_only(params)
     assert any(jax.tree.leaves(mask)) and not all(jax.tree.leaves(mask))
     for u, p, m in zip(*map(jax.tree.leaves, (updates, params, mask)), strict=True):
-        np.testing.assert_allclose(u, -float(lr(0)) * 0.5 * p if m else np.zeros_like(p), rtol=1e-6)
+        want = -float(lr(0)) * 0.5 * p if m else np.zeros_like(p)
+        np.testing.assert_allclose(u, want, rtol=1e-6)
 
 
 def test_teacher_is_the_ema_network_of_a_finished_run(tmp_path):
