@@ -7,7 +7,8 @@ import pytest
 import scipy.integrate
 
 from diffjax import samplers
-from diffjax.denoisers import Denoiser, convert
+from diffjax.denoisers import Denoiser
+from diffjax.predictions import convert
 
 from .closed_forms import GAUSSIAN, VP, gaussian_denoiser, observed_order
 
