@@ -34,6 +34,7 @@ from jax import Array
 
 from diffjax import ode
 from diffjax.denoisers import Denoiser
+from diffjax.losses import vocabulary
 
 TRACES = ("exact", "hutchinson")
 PROBES = ("rademacher", "gaussian")
@@ -154,7 +155,7 @@ def nll(
     nats = -(prior_logp + delta)
     return {
         "nll": nats,
-        "bpd": nats / (dim * math.log(2.0)),
+        "bpd": vocabulary.bits_per_dim(nats, dim),
         "nfe": nfe,
         "latent": x1,
         "prior_logp": prior_logp,

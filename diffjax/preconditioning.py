@@ -196,6 +196,13 @@ class LearnedVariance(Preconditioning):
         c = out.shape[-1] // 2
         return out[..., :c], out[..., c:]
 
+    @staticmethod
+    def log_variance(v: Array, log_beta: Array, log_beta_tilde: Array) -> Array:
+        """iDDPM's variance exp(frac log beta + (1 - frac) log beta~), frac = (v + 1) / 2, as its
+        log: v = 1 gives beta, v = -1 beta~ (Nichol & Dhariwal 2021, eq. 15)."""
+        frac = 0.5 * (v + 1.0)
+        return frac * log_beta + (1.0 - frac) * log_beta_tilde
+
     def wrap(self, net: Net, process: Process) -> Net:
         del process
         return lambda x, t: self.split(net(x, t))[0]

@@ -51,8 +51,10 @@ def scale(v: np.ndarray, num_bins: int | None) -> np.ndarray:
 
 
 def dequantize(v: np.ndarray, u: np.ndarray, num_bins: int) -> np.ndarray:
-    """x = 2 (v + u) / num_bins - 1 in [-1, 1) (float32); v, u: same shape, u in [0, 1)."""
-    y = np.asarray(v, np.float32) + np.asarray(u, np.float32)
+    """x = 2 (v + u) / num_bins - 1 in [-1, 1) (float32); v, u: same shape, u in [0, 1).
+
+    NumPy or JAX arrays (the evaluation draws u on device)."""
+    y = v.astype(np.float32) + u.astype(np.float32)
     return y * np.float32(2.0 / num_bins) - np.float32(1.0)
 
 

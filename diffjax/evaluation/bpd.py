@@ -35,7 +35,9 @@ from jax import Array
 from tqdm import tqdm
 
 from diffjax import likelihood
+from diffjax.data import pipeline
 from diffjax.denoisers import Denoiser
+from diffjax.losses import vocabulary
 
 # A plainly scaled value lies within this distance of the grid 2 v / (K - 1) - 1 (float32 scaling
 # is exact to ~1e-7; the grid spacing is 2 / (K - 1) >= 3e-5 for K <= 65536).
@@ -57,7 +59,7 @@ def bits_per_dim(nll: Array, dim: int, num_bins: int | None) -> Array:
     """
     _check_bins(num_bins)
     offset = 0.0 if num_bins is None else dim * math.log(num_bins / 2)
-    return (nll + offset) / (dim * math.log(2.0))
+    return vocabulary.bits_per_dim(nll + offset, dim)
 
 
 def quantize(x: Array, num_bins: int) -> Array:
@@ -67,8 +69,7 @@ def quantize(x: Array, num_bins: int) -> Array:
 
 def dequantize(key: Array, v: Array, num_bins: int) -> Array:
     """x = 2 (v + u) / K - 1 with u ~ U[0, 1) of v's shape; v: integer values [B, ...]."""
-    u = jax.random.uniform(key, v.shape, jnp.float32)
-    return 2.0 * (v.astype(jnp.float32) + u) / num_bins - 1.0
+    return pipeline.dequantize(v, jax.random.uniform(key, v.shape, jnp.float32), num_bins)
 
 
 def grid_deviation(x: Array, num_bins: int) -> Array:

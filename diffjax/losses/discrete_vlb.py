@@ -116,8 +116,7 @@ def vlb_term(
     else:
         log_bt = log_b
     if variance == "learned":
-        frac = 0.5 * (v + 1.0)
-        logvar = frac * log_b + (1.0 - frac) * log_bt
+        logvar = LearnedVariance.log_variance(v, log_b, log_bt)
     elif variance == "beta" and decoder == "discretized":
         # The discretised decoder's variance is beta~_2 for both fixed variances, as in DDPM /
         # iDDPM (their "fixedlarge" prepends posterior_variance[1] to betas[1:]). The Gaussian
@@ -237,9 +236,11 @@ class IDDPMLoss(Objective):
             term = vlb_term(
                 process, num_steps, i, x0, x_t, x0_hat, v, "learned", "discretized", self.num_bins
             )
-            vlb = vocabulary.bits_per_dim(num_steps * term, x0)
+            vlb = vocabulary.bits_per_dim(num_steps * term, vocabulary.dim_of(x0))
             value = jnp.mean(mse + self.vlb_weight * vlb)
-            vlb_bpd = jnp.mean(vlb + vocabulary.bits_per_dim(prior_kl(process, x0), x0))
+            vlb_bpd = jnp.mean(
+                vlb + vocabulary.bits_per_dim(prior_kl(process, x0), vocabulary.dim_of(x0))
+            )
             return value, {"loss": value, "mse": jnp.mean(mse), "vlb_bpd": vlb_bpd}
 
         return loss

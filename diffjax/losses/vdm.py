@@ -181,7 +181,7 @@ class VDMLoss(Objective):
                     apply_fn, params["model"], self.prediction, proc, batch.get("cond"), dropout_key
                 )
                 parts = vdm_terms(model.eps, proc, x0, t, noise_key, self.num_bins)
-                return jnp.stack([vocabulary.bits_per_dim(n, x0) for n in parts])
+                return jnp.stack([vocabulary.bits_per_dim(n, vocabulary.dim_of(x0)) for n in parts])
 
             if self.variance_reduction and learned:
                 value, parts = _variance_reduced_mean(terms, params)

@@ -216,9 +216,14 @@ def sum_per_example(x: Array) -> Array:
     return jnp.sum(jnp.reshape(x, (x.shape[0], -1)), axis=-1)
 
 
-def bits_per_dim(nats: Array, x: Array) -> Array:
-    """Nats per example [B] -> bits per dimension [B] for data x [B, ...]."""
-    return nats / (math.log(2.0) * math.prod(x.shape[1:]))
+def bits_per_dim(nats: Array, dim: int) -> Array:
+    """Nats per example (any shape) -> bits per dimension for examples of `dim` values."""
+    return nats / (math.log(2.0) * dim)
+
+
+def dim_of(x: Array) -> int:
+    """The number of values per example of x [B, ...]."""
+    return math.prod(x.shape[1:])
 
 
 def gaussian_kl(mean1: Array, logvar1: Array, mean2: Array, logvar2: Array) -> Array:

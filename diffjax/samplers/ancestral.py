@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from diffjax.denoisers import Denoiser
+from diffjax.preconditioning import LearnedVariance
 from diffjax.processes import Process
 from diffjax.samplers import timesteps as grids
 from diffjax.samplers.base import State, StepSampler
@@ -118,9 +119,12 @@ class DDPM(_Ancestral):
         self, r: Array, sigma_s: Array, sigma_t: Array, v: Array | None
     ) -> tuple[Array, Array]:
         if self.variance == "learned":
-            frac = (v + 1.0) / 2.0
-            # sqrt(exp(f log(sigma_t^2 r) + (1 - f) log(sigma_s^2 r))), without log(0) at s = 0.
-            std = jnp.power(sigma_t, frac) * jnp.power(sigma_s, 1.0 - frac)
+            # The step's beta = sigma_t^2 r and beta~ = sigma_s^2 r share the factor r. At s = 0
+            # (the last step, which adds no noise) log sigma_s = -inf and std is 0 or unused.
+            log_var = LearnedVariance.log_variance(
+                v, 2.0 * jnp.log(sigma_t), 2.0 * jnp.log(sigma_s)
+            )
+            std = jnp.exp(0.5 * log_var)
         else:
             std = sigma_s if self.variance == "beta_tilde" else sigma_t
         return sigma_s * jnp.sqrt(1.0 - r), std * jnp.sqrt(r)

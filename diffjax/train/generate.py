@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from diffjax.evaluation.bpd import evaluate_bpd
+from diffjax.losses import vocabulary
 from diffjax.train import outputs, runs, sharding
 
 
@@ -93,7 +94,7 @@ def _vlb_bpd(exp, state, loader, mesh) -> dict:
     def per_example_bpd(params, key, x):
         denoiser = exp.recipe.denoiser(exp.apply_fn, params)
         nats = exp.recipe.vlb(denoiser, x, key, exp.dataset.num_bins)
-        return nats / (np.log(2.0) * np.prod(x.shape[1:]))
+        return vocabulary.bits_per_dim(nats, vocabulary.dim_of(x))
 
     per_example_bpd = jax.jit(per_example_bpd)
     batches = (sharding.global_batch(b, mesh) for b in loader)
