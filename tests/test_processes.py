@@ -140,7 +140,8 @@ def test_vdm_learned_schedule():
 
     t = np.asarray(T_GRID, np.float64)
     ends = g(np.array([0.0, 1.0]))
-    gamma = p["gamma_0"] + (p["gamma_1"] - p["gamma_0"]) * (g(t) - ends[0]) / (ends[1] - ends[0])
+    gamma_1 = p["gamma_0"] + np.exp(p["log_gamma_span"])  # gamma_0 < gamma_1 by construction
+    gamma = p["gamma_0"] + (gamma_1 - p["gamma_0"]) * (g(t) - ends[0]) / (ends[1] - ends[0])
     np.testing.assert_allclose(proc.gamma(T_GRID), gamma, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(jnp.square(proc.sigma(T_GRID)), 1 / (1 + np.exp(-gamma)), rtol=1e-5)
     with pytest.raises(ValueError, match="unbound"):
@@ -246,3 +247,16 @@ def test_t_of_log_snr_inverts(name):
     np.testing.assert_allclose(
         jax.jit(lambda p, l: p.t_of_log_snr(l))(proc, proc.log_snr(t)), t, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("name", ["vp", "edm", "rectified_flow", "ve"])
+def test_noise_level_is_sigma_over_alpha_and_inverts(name):
+    """s(t) = sigma / alpha (EDM's sigma; for `edm` the affine sigma_min + t (sigma_max -
+    sigma_min)), and t_of_noise_level inverts it."""
+    proc = make(name)
+    t = jnp.array([0.01, 0.3, 0.77])
+    s = jax.jit(lambda p: p.noise_level(t))(proc)
+    np.testing.assert_allclose(s, proc.sigma(t) / proc.alpha(t), rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(lambda p: p.t_of_noise_level(s))(proc), t, atol=1e-5)
+    if name == "edm":
+        np.testing.assert_allclose(s, 0.002 + t * (80.0 - 0.002), rtol=1e-5)

@@ -131,7 +131,7 @@ def sample_indices(
     p_std: float,
 ) -> Array:  # fmt: skip
     """n indices in {0..N-2} (pairs s_i < s_{i+1}) of the grid `levels` [max_scales] (valid
-    below N): uniform, or the log-normal mass of [s_i, s_{i+1}] (iCT),
+    below N): uniform, or the log-normal mass of [s_i, s_{i+1}] (iCT, `vocabulary.LogNormal`),
     p(i) ∝ erf((log s_{i+1} - P_mean) / (sqrt2 P_std)) - erf((log s_i - P_mean) / (sqrt2 P_std)).
     """
     idx = jnp.arange(levels.shape[0] - 1, dtype=jnp.float32)
@@ -139,8 +139,7 @@ def sample_indices(
     if distribution == "uniform":
         logits = jnp.where(valid, 0.0, -jnp.inf)
     else:
-        z = (jnp.log(levels) - p_mean) / (math.sqrt(2.0) * p_std)
-        cdf = jax.scipy.special.erf(z)
+        cdf = vocabulary.LogNormal(p_mean, p_std).level_cdf(levels)
         logits = jnp.where(valid, jnp.log(jnp.maximum(cdf[1:] - cdf[:-1], 1e-30)), -jnp.inf)
     return jax.random.categorical(key, logits, shape=(n,)).astype(jnp.float32)
 

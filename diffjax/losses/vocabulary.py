@@ -5,11 +5,12 @@ equivalent parameterisations"; Kingma et al. 2023 for the unified view). Regress
 target multiplies by (d eps / d target)^2, so the objective does not depend on the target, only
 the arithmetic does: target "x0" gives w SNR ||x0_hat - x0||^2.
 
-A time distribution draws t [n] in [0, 1] for a process (`sample`); where the objective trains
-on a grid (consistency models), its probability of an interval is `cdf(process, t_hi) -
-cdf(process, t_lo)`.
+A time distribution draws t [n] in [0, 1] for a process (`sample`). EDM's and iCT's log-normal
+is a distribution of the noise level s = sigma / alpha; its `level_cdf` gives consistency
+training the mass of each interval of its grid.
 """
 
+import abc
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
@@ -109,16 +110,12 @@ def weighting(name: str, **kwargs: Any) -> Weighting:
 # ------------------------------------------------------------------ time distributions, t: [n]
 
 
-class TimeDistribution:
+class TimeDistribution(abc.ABC):
     """A distribution of t in [0, 1]; subclasses are frozen dataclasses of their options."""
 
+    @abc.abstractmethod
     def sample(self, key: Array, n: int, process: Process) -> Array:
         """n draws of t, [n]."""
-        raise NotImplementedError
-
-    def cdf(self, process: Process, t: Array) -> Array:
-        """P(T <= t), elementwise."""
-        raise NotImplementedError(f"{type(self).__name__} has no cdf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,9 +125,6 @@ class Uniform(TimeDistribution):
     def sample(self, key, n, process):
         return jax.random.uniform(key, (n,))
 
-    def cdf(self, process, t):
-        return jnp.clip(t, 0.0, 1.0)
-
 
 @dataclasses.dataclass(frozen=True)
 class Antithetic(TimeDistribution):
@@ -139,9 +133,6 @@ class Antithetic(TimeDistribution):
 
     def sample(self, key, n, process):
         return jnp.mod(jax.random.uniform(key, ()) + jnp.arange(n) / n, 1.0)
-
-    def cdf(self, process, t):
-        return jnp.clip(t, 0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,9 +148,6 @@ class LogitNormal(TimeDistribution):
 
     def sample(self, key, n, process):
         return jax.nn.sigmoid(self.mean + self.std * jax.random.normal(key, (n,)))
-
-    def cdf(self, process, t):
-        return jax.scipy.stats.norm.cdf((jax.scipy.special.logit(t) - self.mean) / self.std)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,8 +166,9 @@ class LogNormal(TimeDistribution):
             jnp.exp(self.mean + self.std * jax.random.normal(key, (n,)))
         )
 
-    def cdf(self, process, t):
-        z = (jnp.log(process.noise_level(t)) - self.mean) / (math.sqrt(2.0) * self.std)
+    def level_cdf(self, noise_level: Array) -> Array:
+        """P(s <= noise_level) = (1 + erf((log s - mean) / (sqrt 2 std))) / 2, elementwise."""
+        z = (jnp.log(noise_level) - self.mean) / (math.sqrt(2.0) * self.std)
         return 0.5 * (1.0 + jax.scipy.special.erf(z))
 
 
