@@ -43,9 +43,7 @@ def distill(config: ml_collections.ConfigDict, workdir: str) -> dict:
         teacher is named, or for bad `config.distill` values.
     """
     exp = experiment.build(config)
-    runs.check_chain_mode(exp, "distill")
-    if not exp.teacher.workdir:
-        raise ValueError("mode=distill needs --config.teacher.workdir: a trained run to distil")
+    runs.check_chain_mode(exp, "distill", "a trained run to distil")
     student_steps = settings.read(settings.DistillConfig, config.distill).student_steps
     teacher_report = _teacher_quality(exp, workdir, 2 * student_steps[0])
     rounds = []

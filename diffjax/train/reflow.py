@@ -91,9 +91,7 @@ def reflow(config: ml_collections.ConfigDict, workdir: str) -> dict:
         teacher is named, or for bad `config.reflow` values.
     """
     exp = experiment.build(config)
-    runs.check_chain_mode(exp, "reflow")
-    if not exp.teacher.workdir:
-        raise ValueError("mode=reflow needs --config.teacher.workdir: the trained 1-rectified flow")
+    runs.check_chain_mode(exp, "reflow", "the trained 1-rectified flow")
     rc = settings.read(settings.ReflowConfig, config.reflow)
     quality = outputs.quality_ruler(exp, workdir)
     eval_noise = np.asarray(

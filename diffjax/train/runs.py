@@ -91,17 +91,20 @@ def round_config(
     return derive(config, **updates)
 
 
-def check_chain_mode(exp: experiment.Experiment, mode: str) -> None:
-    """Raises a ValueError unless `exp`'s recipe runs in the chained `mode` (distill, reflow).
+def check_chain_mode(exp: experiment.Experiment, mode: str, teacher: str) -> None:
+    """Raises a ValueError unless `exp`'s recipe runs in the chained `mode` (distill, reflow)
+    and a teacher run is named; `teacher` says what it must be.
 
     Raises:
-      ValueError: naming the method and `Recipe.chain_modes`.
+      ValueError: naming the method and `Recipe.chain_modes`, or the missing teacher field.
     """
     if mode not in exp.recipe.chain_modes:
         raise ValueError(
             f"mode={mode} needs a method whose Recipe supports it (chain_modes); method "
             f"{exp.recipe.name!r} does not"
         )
+    if not exp.teacher.workdir:
+        raise ValueError(f"mode={mode} needs --config.teacher.workdir: {teacher}")
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

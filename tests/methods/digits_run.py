@@ -8,9 +8,10 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def train_losses(config_name: str, workdir, num_steps: int = 60) -> list[float]:
+def train_losses(config_name: str, workdir, num_steps: int = 60, **overrides) -> list[float]:
     """Runs `python -m diffjax.main --config=configs/<config_name>.py` for `num_steps` small
-    steps and returns the logged losses (every 10 steps)."""
+    steps (with `overrides` of dotted config fields) and returns the logged losses (every 10
+    steps)."""
     flags = {
         "training.num_steps": num_steps,
         "training.batch_size": 32,
@@ -19,6 +20,7 @@ def train_losses(config_name: str, workdir, num_steps: int = 60) -> list[float]:
         "eval.at_end": False,
         "sample.num_samples": 4,
         "optim.warmup_steps": 10,
+        **overrides,
     }
     cmd = [
         sys.executable, "-m", "diffjax.main",
