@@ -152,7 +152,8 @@ def _clipped_x0(inner: Denoiser, lo: Array, hi: Array, x: Array, t: Array) -> Ar
     return jnp.clip(inner.x0(x, t), lo, hi)
 
 
-def _variance_of(inner: Denoiser, x: Array, t: Array) -> Array:
+def variance_of(inner: Denoiser, x: Array, t: Array) -> Array:
+    """`inner`'s learned variance: the variance_fn of wrappers that keep it (a Partial of this)."""
     return inner.variance(x, t)
 
 
@@ -167,7 +168,7 @@ def clip_x0(denoiser: Denoiser, lo: float = -1.0, hi: float = 1.0) -> Denoiser:
     """
     if not lo < hi:
         raise ValueError(f"clip_x0 needs lo < hi, got {lo=}, {hi=}")
-    variance = Partial(_variance_of, denoiser) if denoiser.has_variance else None
+    variance = Partial(variance_of, denoiser) if denoiser.has_variance else None
     return Denoiser(
         Partial(_clipped_x0, denoiser, lo, hi), "x0", denoiser.process, variance_fn=variance
     )

@@ -81,6 +81,16 @@ class GaussianMixture:
         s_inv_r = jnp.linalg.solve(s, r[..., None])[..., 0]
         return -jnp.sum(resp[..., None] * s_inv_r, axis=1)
 
+    def class_log_posterior(self, x: Array, t: Array, process: Process) -> Array:
+        """log p(k | x_t = x) [B, K]: the components as classes (Bayes' rule on the marginals),
+        the exact noisy classifier of classifier guidance."""
+        logn, *_ = self._components(x, t, process)
+        return jax.nn.log_softmax(logn + jnp.log(self.weights)[None], axis=-1)
+
+    def component(self, k: int) -> "GaussianMixture":
+        """Component k alone: the data distribution given class k."""
+        return GaussianMixture(jnp.ones((1,)), self.means[k : k + 1], self.covs[k : k + 1])
+
     def x0_mean(self, x: Array, t: Array, process: Process) -> Array:
         """E[x_0 | x_t = x], [B, D]."""
         logn, alpha, s, r = self._components(x, t, process)
