@@ -39,6 +39,16 @@ from diffjax.preconditioning import LearnedVariance, Preconditioning
 from diffjax.processes import Process, expand
 
 
+def _checked(labels: Array, scale: float | Array) -> tuple[Array, Array]:
+    """(labels, scale) as arrays, validated: int labels [B], scales >= 0 (when concrete)."""
+    labels = jnp.asarray(labels)
+    if labels.ndim != 1 or not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"labels must be integer classes [B], got {labels.dtype}{labels.shape}")
+    if not isinstance(scale, jax.core.Tracer) and bool(jnp.any(jnp.asarray(scale) < 0)):
+        raise ValueError(f"guidance scale must be >= 0 (0: no guidance), got {scale}")
+    return labels, jnp.asarray(scale, jnp.float32)
+
+
 def _check_interval(t_interval: tuple[float, float]) -> tuple[float, float]:
     lo, hi = (float(v) for v in t_interval)
     if not 0.0 <= lo <= hi <= 1.0:
@@ -95,19 +105,13 @@ def classifier_free(
       ValueError: for a negative scale, a bad interval or labels that are not [B] integers.
     """
     lo, hi = _check_interval(t_interval)
-    labels = jnp.asarray(labels)
-    if labels.ndim != 1 or not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise ValueError(
-            f"labels must be integer class indices [B], got {labels.dtype}{labels.shape}"
-        )
-    if not isinstance(scale, jax.core.Tracer) and bool(jnp.any(jnp.asarray(scale) < 0)):
-        raise ValueError(f"guidance scale must be >= 0 (0: the conditional model), got {scale}")
+    labels, scale = _checked(labels, scale)
     model_fn = Partial(
         _cfg_model(apply_fn, prediction),
         params,
         labels,
         jnp.int32(null_label),
-        jnp.asarray(scale, jnp.float32),
+        scale,
         lo,
         hi,
         process,
@@ -149,17 +153,9 @@ def classifier(
     Raises:
       ValueError: for labels that are not [B] integers or a negative scale.
     """
-    labels = jnp.asarray(labels)
-    if labels.ndim != 1 or not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise ValueError(
-            f"labels must be integer class indices [B], got {labels.dtype}{labels.shape}"
-        )
-    if not isinstance(scale, jax.core.Tracer) and bool(jnp.any(jnp.asarray(scale) < 0)):
-        raise ValueError(f"guidance scale must be >= 0, got {scale}")
+    labels, scale = _checked(labels, scale)
     if not isinstance(classifier_fn, Partial):
         classifier_fn = Partial(classifier_fn)
-    model_fn = Partial(
-        _classifier_guided, denoiser, classifier_fn, labels, jnp.asarray(scale, jnp.float32)
-    )
+    model_fn = Partial(_classifier_guided, denoiser, classifier_fn, labels, scale)
     variance = Partial(denoisers.variance_of, denoiser) if denoiser.has_variance else None
     return Denoiser(model_fn, "eps", denoiser.process, variance_fn=variance)
