@@ -9,10 +9,12 @@
 - `vdm`: VDM's continuous-time VLB with the variance-minimising learned schedule.
 - `flow`: conditional flow matching (couplings, reflow pairs) and MeanFlow.
 - `consistency`: consistency distillation and training.
+- `classification`: the noisy classifier of classifier guidance.
 - `distillation`: progressive distillation.
 """
 
 from diffjax.losses.base import ApplyFn, Batch, LossFn, Objective, Params
+from diffjax.losses.classification import NoisyClassifierLoss
 from diffjax.losses.consistency import ConsistencyLoss
 from diffjax.losses.denoising import DenoisingLoss, regression_error, snap_time
 from diffjax.losses.discrete_vlb import (
@@ -45,6 +47,7 @@ __all__ = [
     "IDDPMLoss",
     "LossFn",
     "MeanFlowLoss",
+    "NoisyClassifierLoss",
     "Objective",
     "Params",
     "ProgressiveDistillationLoss",
