@@ -14,6 +14,12 @@ reverse steps the state is re-noised with the forward transition
 each jump point is passed `resamplings` times. The whole schedule is one array of (t, s, up)
 entries run by one `lax.scan`, so compile time does not depend on `num_steps`.
 
+RePaint is a heuristic, not an exact conditional sampler: on an exact 2-D Gaussian model with
+correlation 0.8, known x[0] two standard deviations out (true conditional of x[1]: mean 0.9,
+variance 0.36), 50 steps with j = 1 give mean / variance 0.43 / 0.43 at r = 1, 0.78 / 0.29 at
+r = 5, 0.87 / 0.25 at r = 20 (200 steps, r = 10: 0.84 / 0.33): resampling pulls the mean in and
+shrinks the variance below the truth (`tests/test_editing.py`).
+
 SDEdit (Meng et al. 2022): x_{t0} ~ q(x_{t0} | x_guide), then any sampler from t0 down to 0.
 
 DDIM inversion (seed 000, "DDIM" and "Accelerating Inference"; Song et al. 2021, sec. 5.4):
