@@ -132,8 +132,8 @@ def repaint(
       [B, ...], equal to x_known exactly where mask = 1.
 
     Raises:
-      ValueError: for a bad mask (shape or values) or bad num_steps / jump_length /
-        resamplings.
+      ValueError: for a bad mask (its shape always; its values when it is concrete, not a
+        traced argument of a jitted caller) or bad num_steps / jump_length / resamplings.
     """
     mask = check_mask(mask, x_known)
     levels = repaint_schedule(num_steps, jump_length, resamplings)

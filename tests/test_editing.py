@@ -35,6 +35,15 @@ def test_repaint_keeps_known_pixels_exactly():
     assert np.all(np.isfinite(out)) and not np.allclose(out[:, 2:], np.asarray(x_known)[:, 2:])
 
 
+def test_repaint_takes_a_traced_mask():
+    x_known = jax.random.normal(jax.random.key(0), (3, 2))
+    mask = np.array([1.0, 0.0], np.float32)
+    traced = jax.jit(lambda k, x, m: editing.repaint(k, DENOISER, x, m, 6, 2, 2))
+    const = jax.jit(lambda k, x: editing.repaint(k, DENOISER, x, mask, 6, 2, 2))
+    key = jax.random.key(1)
+    np.testing.assert_allclose(traced(key, x_known, mask), const(key, x_known), atol=1e-6)
+
+
 def test_repaint_all_known_returns_x_known():
     x_known = jax.random.normal(jax.random.key(0), (3, 2))
     fn = jax.jit(lambda k, x: editing.repaint(k, DENOISER, x, np.ones(2, np.float32), 5, 1, 2))
