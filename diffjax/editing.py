@@ -40,6 +40,8 @@ from diffjax.samplers import ancestral
 from diffjax.samplers import timesteps as grids
 from diffjax.samplers.base import Sampler
 
+_DDIM = ancestral.DDIM(eta=0.0)
+
 
 def _check_steps(num_steps: int) -> None:
     if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
@@ -205,16 +207,10 @@ def sdedit(
 
 
 def _ddim_path(denoiser: Denoiser, x: Array, ts: Array) -> Array:
-    """The DDIM map x_{ts[0]} -> x_{ts[-1]}: x_s = alpha_s x0_hat + sigma_s eps_hat per step, for
-    an increasing (encoding) or decreasing (decoding) grid ts [N + 1]; one `lax.scan`."""
-
-    def body(x, pair):
-        t, s = pair
-        x0, eps = denoiser.x0_eps(x, t)
-        return denoiser.process.x_t(x0, eps, s), None
-
-    x, _ = jax.lax.scan(body, x, (ts[:-1], ts[1:]))
-    return x
+    """The DDIM map x_{ts[0]} -> x_{ts[-1]} (x_s = alpha_s x0_hat + sigma_s eps_hat per step) for
+    an increasing (encoding) or decreasing (decoding) grid ts [N + 1]: the `ddim` sampler with
+    eta = 0, which takes either direction."""
+    return _DDIM(jax.random.key(0), denoiser, x, timesteps=ts)  # deterministic: key unused
 
 
 def inversion_grid(process: Process, num_steps: int, t_min: float, t_max: float) -> Array:

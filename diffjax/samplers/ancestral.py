@@ -149,5 +149,6 @@ class DDIM(_Ancestral):
         self, r: Array, sigma_s: Array, sigma_t: Array, v: Array | None
     ) -> tuple[Array, Array]:
         del sigma_t, v
+        # On an increasing grid (DDIM inversion, eta = 0) r < 0: no noise, and no sqrt of r < 0.
         d = sigma_s * jnp.sqrt(jnp.maximum(1.0 - self.eta**2 * r, 0.0))
-        return d, self.eta * sigma_s * jnp.sqrt(r)
+        return d, self.eta * sigma_s * jnp.sqrt(jnp.maximum(r, 0.0))
