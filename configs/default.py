@@ -13,7 +13,7 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.mode = "train"  # train | sample | evaluate | eval_bpd | distill | reflow
+    config.mode = "train"  # train | sample | evaluate | eval_bpd | distill | reflow | edit
     config.method = "ddpm"  # a name in diffjax.methods
     config.seed = 0  # seeds init, data order, training noise and sampling
 
@@ -76,6 +76,18 @@ def get_config() -> ml_collections.ConfigDict:
     config.reflow.ode_steps = 100  # RK4 steps of the pair simulation and the path metrics
     config.reflow.pair_batch_size = 1000  # examples per jitted simulation batch
     config.reflow.eval_nfes = (1, 2, 4, 8)  # Euler step counts at which each flow is scored
+
+    # mode=edit: edit test examples with the trained model (diffjax/train/edit.py)
+    config.edit = ml_collections.ConfigDict()
+    config.edit.kind = "inpaint"  # inpaint (RePaint) | sdedit | invert | interpolate
+    config.edit.num_images = 16  # test examples (pairs of them for interpolate)
+    config.edit.num_steps = 100  # reverse steps (RePaint, SDEdit); DDIM steps each way (invert)
+    config.edit.mask = "lower_half"  # inpaint's region to fill: lower_half | random
+    config.edit.known_fraction = 0.5  # random mask: fraction of known values
+    config.edit.jump_length = 10  # RePaint's jump length j
+    config.edit.resamplings = 10  # RePaint's resamplings r (1: plain replacement)
+    config.edit.t0 = 0.5  # SDEdit's starting time
+    config.edit.num_points = 8  # points of each interpolation path
 
     config.eval = ml_collections.ConfigDict()
     config.eval.num_samples = 500  # generated samples for the Frechet distance

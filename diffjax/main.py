@@ -7,7 +7,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from diffjax import _registry
-from diffjax.train import distill, generate, loop, reflow
+from diffjax.train import distill, edit, generate, loop, reflow
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file.", lock_config=True
@@ -22,6 +22,7 @@ MODES = {
     "eval_bpd": generate.eval_bpd,
     "distill": distill.distill,
     "reflow": reflow.reflow,
+    "edit": edit.edit,
 }
 
 

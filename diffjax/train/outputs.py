@@ -12,8 +12,9 @@ from diffjax.evaluation.sample_quality import SampleQuality
 from diffjax.train import writer
 
 
-def save_samples(workdir: str, name: str, x: np.ndarray) -> str:
-    """Writes `<workdir>/samples/<name>.png` (a grid, or a scatter for 2-D points) and `.npz`.
+def save_samples(workdir: str, name: str, x: np.ndarray, num_cols: int | None = None) -> str:
+    """Writes `<workdir>/samples/<name>.png` (a grid of `num_cols` columns, default square, or a
+    scatter for 2-D points) and `.npz`.
 
     Only process 0 writes; every process calls it after sampling together.
     """
@@ -24,7 +25,7 @@ def save_samples(workdir: str, name: str, x: np.ndarray) -> str:
         return path + ".png"
     np.savez(path + ".npz", samples=x)
     if x.ndim == 4:
-        plots.save_image_grid(path + ".png", x)
+        plots.save_image_grid(path + ".png", x, num_cols)
     else:
         plots.save_scatter(path + ".png", x)
     return path + ".png"

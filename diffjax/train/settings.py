@@ -224,3 +224,48 @@ class ReflowConfig:
             raise ValueError(f"reflow.eval_nfes={self.eval_nfes} must be positive step counts")
         # A config read back from config.json holds a list; the object keeps an immutable tuple.
         object.__setattr__(self, "eval_nfes", tuple(self.eval_nfes))
+
+
+EDIT_KINDS = ("inpaint", "sdedit", "invert", "interpolate")
+EDIT_MASKS = ("lower_half", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class EditConfig:
+    """`config.edit`: what `mode=edit` does to test images (read only in that mode).
+
+    Attributes:
+      kind: inpaint (RePaint) | sdedit | invert (DDIM inversion, then decoding) | interpolate.
+      num_images: test images to edit (>= 1; 2 per path for interpolate).
+      num_steps: reverse steps of RePaint / SDEdit, DDIM steps of inversion (>= 1).
+      mask: inpaint's known region: lower_half (the upper half is filled) | random.
+      known_fraction: fraction of known pixels of the random mask, in (0, 1).
+      jump_length: RePaint's jump length j (>= 1).
+      resamplings: RePaint's resamplings r (>= 1; 1 is plain replacement).
+      t0: SDEdit's starting time, in (0, 1].
+      num_points: points of each interpolation path (>= 2).
+    """
+
+    kind: str
+    num_images: int
+    num_steps: int
+    mask: str
+    known_fraction: float
+    jump_length: int
+    resamplings: int
+    t0: float
+    num_points: int
+
+    def __post_init__(self):
+        if self.kind not in EDIT_KINDS:
+            raise ValueError(f"edit.kind={self.kind!r}; valid: {', '.join(EDIT_KINDS)}")
+        if self.mask not in EDIT_MASKS:
+            raise ValueError(f"edit.mask={self.mask!r}; valid: {', '.join(EDIT_MASKS)}")
+        counts = ("num_images", "num_steps", "jump_length", "resamplings")
+        _check_at_least("edit", {f: getattr(self, f) for f in counts}, 1)
+        if not 0.0 < self.known_fraction < 1.0:
+            raise ValueError(f"edit.known_fraction={self.known_fraction} must lie in (0, 1)")
+        if not 0.0 < self.t0 <= 1.0:
+            raise ValueError(f"edit.t0={self.t0} must lie in (0, 1]")
+        if self.num_points < 2:
+            raise ValueError(f"edit.num_points={self.num_points} must be >= 2")
