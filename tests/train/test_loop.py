@@ -65,9 +65,9 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch(tmp_path):
     exp = experiment.build(config)
     optimizer, _, create = runs.state_constructor(exp)
     st = create(jax.random.PRNGKey(0))
-    batch = next(iter(exp.dataset.loader("train", 64, seed=0)))
-    loss_fn = jax.jit(exp.recipe.make_loss(exp.apply_fn))
-    step = jax.jit(state.make_train_step(exp.recipe.make_loss(exp.apply_fn), optimizer, 0.99))
+    batch = exp.conditioning.train_batch(next(iter(exp.dataset.loader("train", 64, seed=0))))
+    loss_fn = jax.jit(exp.make_loss())
+    step = jax.jit(state.make_train_step(exp.make_loss(), optimizer, 0.99))
     key = jax.random.PRNGKey(1)
     before = float(loss_fn(st.params, batch, key)[0])
     for _ in range(20):
