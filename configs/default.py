@@ -24,6 +24,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.name = "unet_digits"  # a name in diffjax.models
     config.model.kwargs = ml_collections.ConfigDict()  # extra keywords for diffjax.models.get
+    # 0: unconditional; N > 0: class-conditional on the dataset's N labels (must equal the
+    # dataset's classes), passed to diffjax.models.get(..., num_classes=N); samples cycle
+    # through the classes.
+    config.model.num_classes = 0
+    # Probability that a training label is replaced by the null class N, so the one network
+    # also learns the unconditional model (classifier-free guidance training); needs N > 0.
+    config.model.p_uncond = 0.0
 
     config.process = ml_collections.ConfigDict()
     config.process.name = "ddpm_linear"  # a name in diffjax.processes

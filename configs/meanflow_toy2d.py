@@ -20,6 +20,10 @@ def get_config() -> ml_collections.ConfigDict:
             "equal_fraction": 0.75,  # fraction of r = t (plain flow matching)
             "adaptive_power": 1.0,  # adaptive loss weight 1 / (||D||^2 + c)^p
             "adaptive_eps": 1e-3,  # c
+            # CFG target omega (1: none); > 1 needs model.num_classes, model.p_uncond > 0 and
+            # null_cond = model.num_classes (the null class).
+            "guidance_scale": 1.0,
+            "null_cond": -1,  # the null label (-1: none, an unconditional model)
         }
     )
     config.sample.sampler = ""  # the method's "meanflow" sampler

@@ -6,7 +6,9 @@ fails when the method is built, not at the first step). Called on the network it
   loss(params, batch, key) -> (scalar, metrics dict)
 
 with params = {"model": <network params>, **aux, **frozen} (see `diffjax.methods.base`),
-batch = {"x": [B, ...], "cond": optional [B], "step": the training step, ...}.
+batch = {"x": [B, ...], "label": optional int [B] class labels (absent or None for an
+unconditional model; already passed through the trainer's label dropout, see `conditioning`),
+"step": the training step, ...}.
 
 `ApplyFn` is the network as a pure function:
   apply_fn(model_params, x: [B, ...], t: [B] or [B, K], cond=None, key=None) -> output [B, ...]
@@ -31,3 +33,9 @@ class Objective(abc.ABC):
     @abc.abstractmethod
     def __call__(self, apply_fn: ApplyFn) -> LossFn:
         """The loss of the network `apply_fn`."""
+
+    def check_conditioning(self, num_classes: int, p_uncond: float) -> None:
+        """Raises a ValueError (naming the config fields) if this objective cannot train a
+        network with `num_classes` classes (0: unconditional) and label dropout `p_uncond`;
+        every objective can by default."""
+        del num_classes, p_uncond

@@ -218,7 +218,7 @@ class ConsistencyLoss(Objective):
         )
 
         def loss(params, batch, key):
-            x0, cond = batch["x"], batch.get("cond")
+            x0, cond = batch["x"], batch.get("label")
             if self.schedule == "constant":
                 num_scales = self.num_scales(0)
             elif "step" in batch:

@@ -73,7 +73,7 @@ class DenoisingLoss(Objective):
       t_min: smallest t of a continuous process (the score is unbounded at t = 0).
       num_levels: L > 1 trains on the grid t = k / (L - 1) only (NCSN's noise levels).
 
-    The loss reads batch = {"x": [B, ...], "cond": optional [B]} and params["model"]; its key
+    The loss reads batch = {"x": [B, ...], "label": optional [B]} and params["model"]; its key
     is split for t, noise and dropout. Metrics: {"loss"}.
 
     Raises:
@@ -120,7 +120,7 @@ class DenoisingLoss(Objective):
             t = snap_time(t, process, self.t_min, self.num_levels)
             x_t, eps = process.marginal_sample(noise_key, x0, t)
             model = denoisers.from_network(
-                apply_fn, params["model"], self.prediction, process, batch.get("cond"), dropout_key
+                apply_fn, params["model"], self.prediction, process, batch.get("label"), dropout_key
             )
             err = regression_error(model.output(x_t, t), model.kind, self.target, x0, eps, x_t, t,
                                    process)  # fmt: skip

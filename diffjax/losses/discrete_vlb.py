@@ -226,7 +226,7 @@ class IDDPMLoss(Objective):
             t = i / num_steps
             x_t, eps = process.marginal_sample(noise_key, x0, t)
             model = denoisers.from_network(
-                apply_fn, params["model"], "eps", process, batch.get("cond"), dropout_key
+                apply_fn, params["model"], "eps", process, batch.get("label"), dropout_key
             )
             eps_hat, v = LearnedVariance.split(model.output(x_t, t))
             mse = vocabulary.mean_per_example(jnp.square(eps_hat - eps))

@@ -75,7 +75,7 @@ class ProgressiveDistillationLoss(Objective):
         process, n = self.process, self.student_steps
 
         def loss(params, batch, key):
-            x0, cond = batch["x"], batch.get("cond")
+            x0, cond = batch["x"], batch.get("label")
             k_i, k_eps, k_drop = jax.random.split(key, 3)
             t = jax.random.randint(k_i, x0.shape[:1], 1, n + 1).astype(jnp.float32) / n
             z, _ = process.marginal_sample(k_eps, x0, t)

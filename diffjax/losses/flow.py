@@ -17,7 +17,8 @@ and u_theta is regressed on sg(v - (t - r) d/dt u_theta), the total derivative b
 forward-mode `jax.jvp` of (z, r, t) -> u_theta with tangents (v, 0, 1). Options of the paper:
 (r, t) from a logit-normal with a fraction of r = t, the adaptive weight w = 1 / (||D||^2 + c)^p
 with D = u_theta - u_tgt, and classifier-free guidance folded into the target,
-v_tgt = omega v + (1 - omega) u_theta(z_t, t, t | null) (with label dropout for the null class).
+v_tgt = omega v + (1 - omega) u_theta(z_t, t, t | null) for the examples whose label was kept
+(the trainer's `conditioning.LabelDropout` teaches the null class).
 The network sees times [B, 2] = (t, t - r) (`preconditioning.AverageVelocity`).
 """
 
@@ -115,7 +116,7 @@ class FlowMatchingLoss(Objective):
                 x1 = couple(self.coupling, k_couple, x0, x1, self.sinkhorn_epsilon)
             x_t, target = interpolate(self.process, x0, x1, t)
             model = denoisers.from_network(
-                apply_fn, params["model"], "velocity", self.process, batch.get("cond"), k_drop
+                apply_fn, params["model"], "velocity", self.process, batch.get("label"), k_drop
             )
             value = jnp.mean(vocabulary.mean_per_example(jnp.square(model.output(x_t, t) - target)))
             return value, {"loss": value}
@@ -161,9 +162,10 @@ class MeanFlowLoss(Objective):
       equal_fraction: fraction of examples with r = t (paper: 0.75).
       adaptive_power: p of the adaptive weight (paper: 1; 0 is the plain squared error).
       adaptive_eps: c of the adaptive weight.
-      guidance_scale: omega of the CFG target (1 = no guidance); needs labels in the batch.
-      cond_drop_prob: probability of replacing a label by `null_cond` (CFG training).
-      null_cond: the null label, i.e. the model's `num_classes` (required when omega != 1).
+      guidance_scale: omega of the CFG target (1 = no guidance); needs labels in the batch,
+        dropped by the trainer's shared label dropout (`conditioning.LabelDropout`).
+      null_cond: the null label, i.e. the model's `num_classes` (required when omega != 1); a
+        batch label equal to it marks an example whose label was dropped.
     """
 
     process: Process
@@ -173,21 +175,37 @@ class MeanFlowLoss(Objective):
     adaptive_power: float = 1.0
     adaptive_eps: float = 1e-3
     guidance_scale: float = 1.0
-    cond_drop_prob: float = 0.1
     null_cond: int = -1
 
     def __post_init__(self):
         times = _time_distribution(self.time_distribution, self.time_distribution_kwargs, 0.0)
         object.__setattr__(self, "_times", times)
-        if not 0.0 <= self.equal_fraction <= 1.0 or not 0.0 <= self.cond_drop_prob < 1.0:
-            raise ValueError(
-                f"fractions must lie in [0, 1]: {self.equal_fraction=}, {self.cond_drop_prob=}"
-            )
+        if not 0.0 <= self.equal_fraction <= 1.0:
+            raise ValueError(f"fractions must lie in [0, 1]: {self.equal_fraction=}")
         if self.adaptive_power < 0.0 or self.adaptive_eps <= 0.0:
             raise ValueError(f"need {self.adaptive_power=} >= 0 and {self.adaptive_eps=} > 0")
         if self.guidance_scale != 1.0 and self.null_cond < 0:
             raise ValueError(
                 f"{self.guidance_scale=} needs the model's null label as null_cond >= 0"
+            )
+
+    def check_conditioning(self, num_classes: int, p_uncond: float) -> None:
+        """The guided target needs the model's null class and dropped labels to learn it.
+
+        Raises:
+          ValueError: if guidance_scale != 1 and null_cond != num_classes or p_uncond == 0.
+        """
+        if self.guidance_scale == 1.0:
+            return
+        if self.null_cond != num_classes or num_classes < 1:
+            raise ValueError(
+                f"loss.guidance_scale={self.guidance_scale} needs loss.null_cond="
+                f"{self.null_cond} to equal model.num_classes={num_classes} > 0 (the null class)"
+            )
+        if p_uncond == 0.0:
+            raise ValueError(
+                f"loss.guidance_scale={self.guidance_scale} needs model.p_uncond > 0: the "
+                "guided target reads the unconditional model, learned from dropped labels"
             )
 
     def sample_times(self, key: Array, n: int) -> tuple[Array, Array]:
@@ -204,19 +222,19 @@ class MeanFlowLoss(Objective):
             return denoisers.from_network(apply_fn, params, prediction, process, cond, key)
 
         def loss(params, batch, key):
-            x, cond = batch["x"], batch.get("cond")
-            k_t, k_eps, k_drop, k_net = jax.random.split(key, 4)
+            x, cond = batch["x"], batch.get("label")
+            # The third key drew the label dropout before it moved to the trainer; kept so runs
+            # draw the same times and noise as before.
+            k_t, k_eps, _, k_net = jax.random.split(key, 4)
             n = x.shape[0]
             r, t = self.sample_times(k_t, n)
             z, v = interpolate(process, x, jax.random.normal(k_eps, x.shape, x.dtype), t)
-            if cond is not None and self.null_cond >= 0:
-                dropped = jax.random.uniform(k_drop, (n,)) < self.cond_drop_prob
-                cond = jnp.where(dropped, self.null_cond, cond)
-                if self.guidance_scale != 1.0:
-                    null = jnp.full_like(cond, self.null_cond)
-                    v_null = network(params["model"], null, k_net).output(z, t)
-                    v_cfg = self.guidance_scale * v + (1.0 - self.guidance_scale) * v_null
-                    v = jnp.where(expand(dropped, x), v, jax.lax.stop_gradient(v_cfg))
+            if cond is not None and self.guidance_scale != 1.0:
+                dropped = cond == self.null_cond  # [B]: the trainer's label dropout
+                null = jnp.full_like(cond, self.null_cond)
+                v_null = network(params["model"], null, k_net).output(z, t)
+                v_cfg = self.guidance_scale * v + (1.0 - self.guidance_scale) * v_null
+                v = jnp.where(expand(dropped, x), v, jax.lax.stop_gradient(v_cfg))
             u_fn = average_velocity(network(params["model"], cond, k_net))
             u, u_tgt = meanflow_target(u_fn, z, r, t, v)
             sq = vocabulary.sum_per_example(jnp.square(u - jax.lax.stop_gradient(u_tgt)))  # [B]

@@ -178,7 +178,12 @@ class VDMLoss(Objective):
             def terms(params):  # [3, B] bits per dim
                 proc = process.bind(params["schedule"]) if learned else process
                 model = denoisers.from_network(
-                    apply_fn, params["model"], self.prediction, proc, batch.get("cond"), dropout_key
+                    apply_fn,
+                    params["model"],
+                    self.prediction,
+                    proc,
+                    batch.get("label"),
+                    dropout_key,
                 )
                 parts = vdm_terms(model.eps, proc, x0, t, noise_key, self.num_bins)
                 return jnp.stack([vocabulary.bits_per_dim(n, vocabulary.dim_of(x0)) for n in parts])

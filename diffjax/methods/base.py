@@ -97,7 +97,7 @@ class Recipe:
 
     def make_loss(self, apply_fn: ApplyFn) -> LossFn:
         """loss(params, batch, key) -> (scalar, metrics) of the network `apply_fn`;
-        `batch["x"]` holds the data [B, ...] and `batch.get("cond")` the optional conditioning."""
+        `batch["x"]` holds the data [B, ...] and `batch.get("label")` the optional labels [B]."""
         return self.objective(apply_fn)
 
     def denoiser(self, apply_fn: ApplyFn, params: Params, cond: Array | None = None) -> Denoiser:

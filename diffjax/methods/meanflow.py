@@ -30,7 +30,6 @@ def meanflow(
     adaptive_power: float = 1.0,
     adaptive_eps: float = 1e-3,
     guidance_scale: float = 1.0,
-    cond_drop_prob: float = 0.1,
     null_cond: int = -1,
 ) -> Recipe:
     """MeanFlow: the average-velocity network trained with the jvp target.
@@ -43,9 +42,9 @@ def meanflow(
       equal_fraction: fraction of examples with r = t (paper: 0.75).
       adaptive_power: p of the adaptive weight (paper: 1).
       adaptive_eps: c of the adaptive weight.
-      guidance_scale: omega of the CFG target (1 = no guidance); needs labels in the batch.
-      cond_drop_prob: probability of replacing a label by `null_cond` (CFG training).
-      null_cond: the null label, i.e. the model's `num_classes` (required when omega != 1).
+      guidance_scale: omega of the CFG target (1 = no guidance); needs a class-conditional
+        model (`model.num_classes`) trained with label dropout (`model.p_uncond` > 0).
+      null_cond: the null label, i.e. `model.num_classes` (required when omega != 1).
 
     Raises:
       ValueError: for out-of-range options.
@@ -62,7 +61,6 @@ def meanflow(
         adaptive_power,
         adaptive_eps,
         guidance_scale,
-        cond_drop_prob,
         null_cond,
     )
     return Recipe(

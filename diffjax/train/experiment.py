@@ -18,6 +18,8 @@ import ml_collections
 from jax import Array
 
 from diffjax import data, denoisers, methods, models, processes, samplers
+from diffjax.losses import conditioning
+from diffjax.losses.base import LossFn
 from diffjax.methods.base import ApplyFn, Params, Recipe
 from diffjax.train import settings
 
@@ -49,6 +51,7 @@ class Experiment:
       sampling: `config.sample`.
       eval: `config.eval`.
       teacher: `config.teacher`.
+      conditioning: `config.model.num_classes` and `config.model.p_uncond`.
     """
 
     dataset: Any
@@ -62,6 +65,7 @@ class Experiment:
     sampling: settings.SampleConfig
     eval: settings.EvalConfig
     teacher: settings.TeacherConfig
+    conditioning: settings.ConditioningConfig
 
     @property
     def sampler_name(self) -> str:
@@ -93,12 +97,27 @@ class Experiment:
         model_params = self.model.init({"params": model_key}, x, t, cond=None, train=False)
         return {"model": model_params["params"], **self.recipe.init_aux(aux_key)}
 
+    def make_loss(self) -> LossFn:
+        """The recipe's loss of the network, behind the label dropout of a conditional model."""
+        return conditioning.with_label_dropout(
+            self.recipe.make_loss(self.apply_fn), self.conditioning.label_dropout
+        )
+
+    def sample_labels(self, num_samples: int) -> Array | None:
+        """The class of each sample, `arange(n) % num_classes` [n] (every class in turn; one
+        class per column of a `num_classes`-wide grid); None for an unconditional model."""
+        if not self.conditioning.conditional:
+            return None
+        return jnp.arange(num_samples, dtype=jnp.int32) % self.conditioning.num_classes
+
     def sample(self, params: Params, key: Array, num_samples: int) -> Array:
-        """Draws `num_samples` samples [n, *shape] with the configured sampler (jittable)."""
+        """Draws `num_samples` samples [n, *shape] with the configured sampler (jittable); a
+        conditional model draws sample i of class `sample_labels(n)[i]`."""
         init_key, sample_key = jax.random.split(key)
         process = self.recipe.process_for(params)
         x_init = process.prior_sample(init_key, (num_samples, *self.dataset.shape))
-        denoiser = self.recipe.denoiser(self.apply_fn, params)
+        labels = self.sample_labels(num_samples)
+        denoiser = self.recipe.denoiser(self.apply_fn, params, labels)
         if self.clip_x0:
             denoiser = denoisers.clip_x0(denoiser)
         return self.sampler(sample_key, denoiser, x_init, num_steps=self.sample_num_steps)
@@ -125,15 +144,22 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         "sampling": settings.read(settings.SampleConfig, config.sample),
         "eval": settings.read(settings.EvalConfig, config.eval),
         "teacher": settings.read(settings.TeacherConfig, config.teacher),
+        "conditioning": settings.ConditioningConfig.of_model(config.model),
     }
+    cond = sections["conditioning"]
     dataset = data.get(config.data.name, **config.data.kwargs.to_dict())
+    cond.check_dataset(config.data.name, dataset.num_classes)
     process = processes.get(config.process.name, **config.process.kwargs.to_dict())
     recipe = methods.get(config.method)(process=process, **config.loss.to_dict())
+    recipe.objective.check_conditioning(cond.num_classes, cond.p_uncond)
+    model_kwargs = config.model.kwargs.to_dict()
+    if "num_classes" in model_kwargs:
+        raise ValueError("set model.num_classes (checked against the data), not its kwargs")
+    if cond.conditional:
+        model_kwargs["num_classes"] = cond.num_classes
     channels = dataset.shape[-1]
     model = models.get(
-        config.model.name,
-        out_channels=channels * recipe.out_channels_factor,
-        **config.model.kwargs.to_dict(),
+        config.model.name, out_channels=channels * recipe.out_channels_factor, **model_kwargs
     )
     return Experiment(
         dataset=dataset,

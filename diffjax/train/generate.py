@@ -31,7 +31,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> dict:
     process = exp.recipe.process_for(state.ema_params)
     num_steps = len(exp.sampler.timesteps(process, exp.sample_num_steps)) - 1
     name = f"sample_{sampler_name}_{num_steps}"
-    png = outputs.save_samples(workdir, name, x)
+    png = outputs.save_samples(workdir, name, x, outputs.grid_columns(exp))
     report = {
         "step": int(state.step),
         "sampler": sampler_name,

@@ -45,7 +45,7 @@ def train(
     runs.save_config(config, workdir)
 
     optimizer, lr, create = runs.state_constructor(exp, runs.load_teacher(config, exp))
-    loss_fn = exp.recipe.make_loss(exp.apply_fn)
+    loss_fn = exp.make_loss()
     train_step = jax.jit(
         make_train_step(loss_fn, optimizer, exp.optim.ema_decay, exp.recipe.update_frozen),
         in_shardings=(replicated, sharding.batch_sharding(mesh)),
@@ -87,6 +87,7 @@ def train(
             state,
             start,
             tc,
+            lambda: exp.conditioning.train_batch(next(data_iterator)),
             train_step,
             data_iterator,
             mesh,
@@ -98,6 +99,7 @@ def train(
                 workdir,
                 f"samples_step_{step:07d}",
                 np.asarray(sample(st.ema_params, jax.random.fold_in(seed_key, step))),
+                outputs.grid_columns(exp),
             ),
         )
     finally:
@@ -107,22 +109,24 @@ def train(
         writer.close()
     outputs.save_loss_curve(workdir)
     x = sample(state.ema_params, jax.random.fold_in(seed_key, tc.num_steps))
-    outputs.save_samples(workdir, "samples_final", np.asarray(x))
+    outputs.save_samples(workdir, "samples_final", np.asarray(x), outputs.grid_columns(exp))
     if exp.eval.at_end:
         outputs.evaluate_sample_quality(exp, state, workdir, exp.eval.num_samples)
     return state
 
 
 def _run_steps(
-    state, start, tc, train_step, data_iterator, mesh, manager, writer, bar, lr, on_sample
-):
-    """Steps `start + 1 .. tc.num_steps`: log, check for NaN, checkpoint, sample."""
+    state, start, tc, next_batch, train_step, data_iterator, mesh, manager, writer, bar, lr,
+    on_sample,
+):  # fmt: skip
+    """Steps `start + 1 .. tc.num_steps`: log, check for NaN, checkpoint, sample; `next_batch()`
+    is the host's next batch as the loss takes it (`ConditioningConfig.train_batch`)."""
     # Simulated CPU devices abort when many steps with collectives are in flight; on CPU each
     # step is awaited (cheap: it also gives the progress bar and the NaN check every step).
     await_every_step = jax.devices()[0].platform == "cpu"
     window_start, window_steps = time.perf_counter(), 0
     for step in range(start + 1, tc.num_steps + 1):
-        batch = sharding.global_batch(next(data_iterator), mesh)
+        batch = sharding.global_batch(next_batch(), mesh)
         state, metrics = train_step(state, batch)
         window_steps += 1
         is_log = step % tc.log_every == 0 or step == tc.num_steps

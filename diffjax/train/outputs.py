@@ -13,8 +13,8 @@ from diffjax.train import writer
 
 
 def save_samples(workdir: str, name: str, x: np.ndarray, num_cols: int | None = None) -> str:
-    """Writes `<workdir>/samples/<name>.png` (a grid of `num_cols` columns, default square, or a
-    scatter for 2-D points) and `.npz`.
+    """Writes `<workdir>/samples/<name>.png` (a grid of `num_cols` columns, default square, or
+    a scatter for 2-D points) and `.npz`.
 
     Only process 0 writes; every process calls it after sampling together.
     """
@@ -29,6 +29,12 @@ def save_samples(workdir: str, name: str, x: np.ndarray, num_cols: int | None = 
     else:
         plots.save_scatter(path + ".png", x)
     return path + ".png"
+
+
+def grid_columns(exp) -> int | None:
+    """Sample-grid columns: one per class for a conditional model (each row shows every class
+    in turn, as `Experiment.sample_labels` draws them), else the default square grid."""
+    return exp.conditioning.num_classes or None
 
 
 def save_loss_curve(workdir: str) -> str:
@@ -74,11 +80,20 @@ def quality_ruler(exp, workdir: str) -> SampleQuality:
 
 def evaluate_sample_quality(exp, state, workdir: str, num_samples: int) -> dict:
     """Frechet distance of `num_samples` EMA samples (key `exp.seed + 1`) to the test split, next
-    to the floor (train vs test) and the ceiling (noise), written to `<workdir>/metrics.json`."""
+    to the floor (train vs test) and the ceiling (noise), written to `<workdir>/metrics.json`.
+
+    For a class-conditional model of images it adds "classifier_accuracy_on_labels": the
+    fraction of samples (clipped to [-1, 1]) the feature classifier assigns to the class they
+    were drawn for (`Experiment.sample_labels`), next to its own test accuracy.
+    """
     quality = quality_ruler(exp, workdir)
     sample = jax.jit(lambda p, k: exp.sample(p, k, num_samples))
     x = np.asarray(sample(state.ema_params, jax.random.PRNGKey(exp.seed + 1)))
     report = {"step": int(state.step), **quality.report(x)}
+    labels = exp.sample_labels(num_samples)
+    if labels is not None and quality.classifier is not None:
+        accuracy = quality.classifier.accuracy(np.clip(x, -1.0, 1.0), labels)
+        report["classifier_accuracy_on_labels"] = float(accuracy)
     if jax.process_index() == 0:
         write_json(os.path.join(workdir, "metrics.json"), report)
     return report

@@ -88,10 +88,16 @@ def reflow(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     Raises:
       ValueError: if the method's Recipe does not run in this mode (`chain_modes`), if no
-        teacher is named, or for bad `config.reflow` values.
+        teacher is named, for a class-conditional model (the simulated pairs carry no labels
+        yet), or for bad `config.reflow` values.
     """
     exp = experiment.build(config)
     runs.check_chain_mode(exp, "reflow", "the trained 1-rectified flow")
+    if exp.conditioning.conditional:
+        raise ValueError(
+            f"mode=reflow simulates unlabelled pairs: it needs model.num_classes=0, got "
+            f"model.num_classes={exp.conditioning.num_classes}"
+        )
     rc = settings.read(settings.ReflowConfig, config.reflow)
     quality = outputs.quality_ruler(exp, workdir)
     eval_noise = np.asarray(

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import ml_collections
+import numpy as np
+
+from diffjax.losses.conditioning import LabelDropout
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
@@ -55,6 +58,85 @@ class TrainingConfig:
         counts = ("num_steps", "batch_size", "log_every", "checkpoint_every")
         _check_at_least("training", {f: getattr(self, f) for f in counts}, 1)
         _check_at_least("training", {"sample_every": self.sample_every}, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditioningConfig:
+    """`config.model.num_classes` and `config.model.p_uncond`: class-conditional training.
+
+    Attributes:
+      num_classes: 0 for an unconditional model; N > 0 for a model conditioned on the dataset's
+        N classes (the network's label table has a null row N).
+      p_uncond: probability that a training label is replaced by the null class N, so the
+        network also learns the unconditional model (classifier-free guidance training).
+    """
+
+    num_classes: int
+    p_uncond: float
+
+    def __post_init__(self):
+        _check_at_least("model", {"num_classes": self.num_classes}, 0)
+        if not 0.0 <= self.p_uncond < 1.0:
+            raise ValueError(f"model.p_uncond={self.p_uncond} must be in [0, 1)")
+        if self.p_uncond > 0.0 and not self.conditional:
+            raise ValueError(
+                f"model.p_uncond={self.p_uncond} drops class labels, but model.num_classes=0 "
+                "is an unconditional model; set model.num_classes to the dataset's classes"
+            )
+
+    @classmethod
+    def of_model(cls, model: ml_collections.ConfigDict) -> "ConditioningConfig":
+        """Reads `config.model` (a config.json written before these fields existed is
+        unconditional)."""
+        return cls(int(model.get("num_classes", 0)), float(model.get("p_uncond", 0.0)))
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    @property
+    def label_dropout(self) -> LabelDropout | None:
+        """The training labels' dropout; None for an unconditional model."""
+        return LabelDropout(self.num_classes, self.p_uncond) if self.conditional else None
+
+    def check_dataset(self, dataset_name: str, dataset_num_classes: int | None) -> None:
+        """Raises a ValueError unless a conditional model has the dataset's classes."""
+        if not self.conditional:
+            return
+        if dataset_num_classes is None:
+            raise ValueError(
+                f"model.num_classes={self.num_classes} needs class labels, but dataset "
+                f"{dataset_name!r} has none (set model.num_classes=0)"
+            )
+        if self.num_classes != dataset_num_classes:
+            raise ValueError(
+                f"model.num_classes={self.num_classes} must equal the {dataset_num_classes} "
+                f"classes of dataset {dataset_name!r}"
+            )
+
+    def train_batch(self, batch: Mapping[str, Any]) -> dict:
+        """A host's batch as the loss takes it: without "label" for an unconditional model;
+        for a conditional one, with its labels checked (cheap NumPy, before sharding).
+
+        Raises:
+          ValueError: a conditional model's batch without labels or with a label outside
+            [0, num_classes), naming model.num_classes and the offending value.
+        """
+        if not self.conditional:
+            return {k: v for k, v in batch.items() if k != "label"}
+        if "label" not in batch:
+            raise ValueError(
+                f"model.num_classes={self.num_classes} trains on class labels, but the batch "
+                f"holds only {sorted(batch)}"
+            )
+        labels = np.asarray(batch["label"])
+        bad = labels[(labels < 0) | (labels >= self.num_classes)]
+        if bad.size:
+            raise ValueError(
+                f"a training label {int(bad[0])} lies outside [0, model.num_classes="
+                f"{self.num_classes})"
+            )
+        return dict(batch)
 
 
 @dataclasses.dataclass(frozen=True)

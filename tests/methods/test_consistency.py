@@ -250,3 +250,24 @@ def test_training_grid_is_the_samplers_karras_grid(process):
         ts = timesteps.karras(process, n - 1, t_max, t_min, rho)
         sample = process.noise_level(ts)[::-1]
         np.testing.assert_allclose(sample, train, rtol=1e-4)
+
+
+def test_the_teacher_and_target_see_the_students_labels():
+    """Consistency distillation calls the teacher (and the target) with the batch's labels."""
+    calls = []
+
+    def apply_fn(params, x, t, cond=None, key=None):
+        calls.append((float(params["id"]), cond))
+        return jnp.zeros_like(x)
+
+    recipe = cm.consistency(VP, mode="cd", schedule="constant", s1=18)
+    labels = jnp.array([0, 3, 10, 7])  # 10: a dropped label (the null class)
+    params = {
+        "model": {"id": jnp.array(0.0)},
+        "teacher": {"id": jnp.array(1.0)},
+        "target": {"id": jnp.array(2.0)},
+    }
+    recipe.make_loss(apply_fn)(params, {"x": jnp.ones((4, 2)), "label": labels}, jax.random.key(0))
+    assert {who for who, _ in calls} == {0.0, 1.0, 2.0}
+    for _, cond in calls:
+        np.testing.assert_array_equal(cond, labels)

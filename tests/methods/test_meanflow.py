@@ -121,6 +121,33 @@ def test_guided_target_runs_and_keeps_the_exact_model_exact():
         return (z - mu[None]) / times[:, :1]
 
     loss_fn = mf.meanflow(RF, guidance_scale=2.0, null_cond=10).make_loss(apply_fn)
-    batch = {"x": jnp.broadcast_to(mu, (32, 2)), "cond": jnp.arange(32) % 10}
+    # Labels 0..9 and the null class 10 (examples whose label the trainer dropped).
+    batch = {"x": jnp.broadcast_to(mu, (32, 2)), "label": jnp.arange(32) % 11}
     value, _ = jax.jit(loss_fn)({"model": {}}, batch, jax.random.key(6))
     assert float(value) < 1e-6
+
+
+def test_guided_target_needs_the_model_null_class_and_label_dropout():
+    guided = mf.meanflow(RF, guidance_scale=2.0, null_cond=10).objective
+    guided.check_conditioning(10, 0.1)
+    with pytest.raises(ValueError, match="loss.null_cond=10 to equal model.num_classes=8"):
+        guided.check_conditioning(8, 0.1)
+    with pytest.raises(ValueError, match="model.p_uncond"):
+        guided.check_conditioning(10, 0.0)
+    mf.meanflow(RF).objective.check_conditioning(0, 0.0)  # no guidance: anything goes
+
+
+def test_guided_target_uses_the_unconditional_velocity_only_where_labels_are_kept():
+    """Dropped examples (label = null_cond) regress on the plain target, kept ones on the
+    guided mix: an all-dropped batch has the unguided loss, an all-kept one does not."""
+
+    def apply_fn(params, z, times, cond=None, key=None):
+        return jnp.broadcast_to(cond[:, None].astype(z.dtype), z.shape)  # velocity = label
+
+    def loss(guidance, label):
+        objective = mf.meanflow(RF, guidance_scale=guidance, null_cond=4, adaptive_power=0.0)
+        batch = {"x": jnp.zeros((16, 2)), "label": jnp.full((16,), label)}
+        return float(objective.make_loss(apply_fn)({"model": {}}, batch, jax.random.key(7))[0])
+
+    assert loss(3.0, 4) == pytest.approx(loss(1.0, 4), rel=1e-6)
+    assert loss(3.0, 1) != pytest.approx(loss(1.0, 1), rel=1e-3)

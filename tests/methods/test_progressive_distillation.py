@@ -83,3 +83,20 @@ def test_builder_validates():
         pd.progressive_distillation(VP, weighting="elbo")
     with pytest.raises(ValueError, match="student_steps"):
         pd.progressive_distillation(VP, student_steps=0)
+
+
+def test_the_teacher_sees_the_students_labels():
+    """Student and teacher are called with the batch's (already dropped) labels."""
+    calls = []
+
+    def apply_fn(params, x, t, cond=None, key=None):
+        calls.append((float(params["id"]), cond))
+        return jnp.zeros_like(x)
+
+    recipe = pd.progressive_distillation(VP, student_steps=4)
+    labels = jnp.array([0, 3, 10, 7])  # 10: a dropped label (the null class)
+    params = {"model": {"id": jnp.array(0.0)}, "teacher": {"id": jnp.array(1.0)}}
+    recipe.make_loss(apply_fn)(params, {"x": jnp.ones((4, 2)), "label": labels}, jax.random.key(0))
+    assert {who for who, _ in calls} == {0.0, 1.0}
+    for _, cond in calls:
+        np.testing.assert_array_equal(cond, labels)

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import ddpm_toy2d, default
+from configs import ddpm_digits_cond, ddpm_toy2d, default
 from diffjax.train import checkpoint, experiment, generate, loop, runs, state, writer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -65,9 +65,9 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch(tmp_path):
     exp = experiment.build(config)
     optimizer, _, create = runs.state_constructor(exp)
     st = create(jax.random.PRNGKey(0))
-    batch = next(iter(exp.dataset.loader("train", 64, seed=0)))
-    loss_fn = jax.jit(exp.recipe.make_loss(exp.apply_fn))
-    step = jax.jit(state.make_train_step(exp.recipe.make_loss(exp.apply_fn), optimizer, 0.99))
+    batch = exp.conditioning.train_batch(next(iter(exp.dataset.loader("train", 64, seed=0))))
+    loss_fn = jax.jit(exp.make_loss())
+    step = jax.jit(state.make_train_step(exp.make_loss(), optimizer, 0.99))
     key = jax.random.PRNGKey(1)
     before = float(loss_fn(st.params, batch, key)[0])
     for _ in range(20):
@@ -205,3 +205,20 @@ def test_sample_and_eval_bpd_modes_use_the_latest_checkpoint(tmp_path):
     assert written["num_examples"] == 50 and written["step"] == 20
     assert np.isfinite(written["bpd_mean"]) and written["bpd_stderr"] > 0
     assert written["nfe"] > 0 and bpd["bpd_mean"] == written["bpd_mean"]
+
+
+def test_a_conditional_digits_run_samples_every_class_and_scores_them(tmp_path):
+    config = ddpm_digits_cond.get_config()
+    config.data.kwargs = {"data_dir": str(tmp_path / "data")}
+    config.model.name = "unet_tiny"
+    config.training.update({"num_steps": 10, "log_every": 5, "checkpoint_every": 10})
+    config.process.kwargs = {"num_steps": 50}
+    config.sample.num_steps = 5
+    config.sample.num_samples = 20
+    config.eval.num_samples = 100
+    workdir = tmp_path / "run"
+    loop.train(config, str(workdir))
+    samples = np.load(workdir / "samples" / "samples_final.npz")["samples"]
+    assert samples.shape == (20, 8, 8, 1) and np.all(np.isfinite(samples))
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert 0.0 <= metrics["classifier_accuracy_on_labels"] <= 1.0

@@ -48,3 +48,11 @@ def test_reflow_asks_the_recipe_for_its_chain_modes(tmp_path):
     config.teacher.workdir = str(tmp_path / "teacher")
     with pytest.raises(ValueError, match="method 'progressive_distillation' does not"):
         reflow.reflow(config, str(tmp_path / "reflow"))
+
+
+def test_reflow_refuses_a_conditional_model(tmp_path):
+    config = toy_runs.tiny(reflow_toy2d.get_config(), str(tmp_path / "data"))
+    config.teacher.workdir = str(tmp_path / "teacher")
+    config.model.num_classes = 2  # moons
+    with pytest.raises(ValueError, match="needs model.num_classes=0, got model.num_classes=2"):
+        reflow.reflow(config, str(tmp_path / "reflow"))

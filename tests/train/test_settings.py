@@ -6,10 +6,12 @@ import importlib
 import pkgutil
 import re
 
+import ml_collections
+import numpy as np
 import pytest
 
 import configs
-from configs import default
+from configs import default, flow_matching_toy2d, flow_matching_toy2d_cond, meanflow_toy2d
 from diffjax.train import experiment, settings
 
 SECTIONS = {
@@ -107,3 +109,91 @@ def test_the_experiment_reads_and_checks_the_sections():
     config.training.batch_size = 0
     with pytest.raises(ValueError, match=re.escape("training.batch_size=0 must be >= 1")):
         experiment.build(config)
+
+
+@pytest.mark.parametrize(
+    ("num_classes", "p_uncond", "message"),
+    [
+        (-1, 0.0, "model.num_classes=-1 must be >= 0"),
+        (10, 1.0, "model.p_uncond=1.0 must be in [0, 1)"),
+        (10, -0.5, "model.p_uncond=-0.5 must be in [0, 1)"),
+        (0, 0.1, "model.p_uncond=0.1 drops class labels, but model.num_classes=0"),
+    ],
+)
+def test_bad_conditioning_names_the_field(num_classes, p_uncond, message):
+    config = default.get_config()
+    config.model.update({"num_classes": num_classes, "p_uncond": p_uncond})
+    with pytest.raises(ValueError, match=re.escape(message)):
+        settings.ConditioningConfig.of_model(config.model)
+
+
+def test_training_labels_are_checked_on_the_host():
+    x = np.zeros((3, 2), np.float32)
+    unconditional = settings.ConditioningConfig(0, 0.0)
+    assert set(unconditional.train_batch({"x": x, "label": np.full(3, -1)})) == {"x"}
+    conditional = settings.ConditioningConfig(8, 0.1)
+    batch = conditional.train_batch({"x": x, "label": np.array([0, 7, 3])})
+    np.testing.assert_array_equal(batch["label"], [0, 7, 3])
+    for bad in (8, -1):
+        with pytest.raises(ValueError, match=re.escape(f"label {bad} lies outside [0, model.num_")):
+            conditional.train_batch({"x": x, "label": np.array([0, bad, 3])})
+    with pytest.raises(ValueError, match="model.num_classes=8 trains on class labels"):
+        conditional.train_batch({"x": x})
+
+
+def _with_model(config, **fields):
+    config.model.update(fields)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("make_config", "message"),
+    [
+        (
+            lambda: _with_model(default.get_config(), num_classes=11),
+            "model.num_classes=11 must equal the 10 classes of dataset 'digits'",
+        ),
+        (
+            lambda: _with_model(
+                _toy(flow_matching_toy2d.get_config(), "swiss_roll"), num_classes=2
+            ),
+            "model.num_classes=2 needs class labels, but dataset 'toy2d' has none",
+        ),
+        (
+            lambda: _with_model(
+                default.get_config(), kwargs=ml_collections.ConfigDict({"num_classes": 10})
+            ),
+            "set model.num_classes (checked against the data), not its kwargs",
+        ),
+        (
+            lambda: _guided_meanflow(num_classes=8, p_uncond=0.1, null_cond=7),
+            "loss.guidance_scale=2.0 needs loss.null_cond=7 to equal model.num_classes=8",
+        ),
+        (
+            lambda: _guided_meanflow(num_classes=8, p_uncond=0.0, null_cond=8),
+            "loss.guidance_scale=2.0 needs model.p_uncond > 0",
+        ),
+    ],
+)
+def test_the_experiment_checks_the_labels(make_config, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        experiment.build(make_config())
+
+
+def _toy(config, distribution):
+    config.data.kwargs = ml_collections.ConfigDict({"distribution": distribution})
+    return config
+
+
+def _guided_meanflow(num_classes, p_uncond, null_cond):
+    config = _toy(meanflow_toy2d.get_config(), "eight_gaussians")
+    config.loss.guidance_scale = 2.0
+    config.loss.null_cond = null_cond
+    return _with_model(config, num_classes=num_classes, p_uncond=p_uncond)
+
+
+def test_a_conditional_experiment_builds_the_labelled_network():
+    exp = experiment.build(flow_matching_toy2d_cond.get_config())
+    assert exp.model.num_classes == 8 and exp.conditioning.label_dropout.p_uncond == 0.1
+    np.testing.assert_array_equal(exp.sample_labels(10), [0, 1, 2, 3, 4, 5, 6, 7, 0, 1])
+    assert experiment.build(default.get_config()).sample_labels(10) is None
