@@ -84,6 +84,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.reflow.pair_batch_size = 1000  # examples per jitted simulation batch
     config.reflow.eval_nfes = (1, 2, 4, 8)  # Euler step counts at which each flow is scored
 
+    # Guidance of every sample the run draws (diffjax.guidance); kind "" samples unguided.
+    config.guidance = ml_collections.ConfigDict()
+    config.guidance.kind = ""  # "" | classifier_free | classifier
+    config.guidance.scale = 0.0  # w of (1 + w) cond - w uncond, or s of eps - s sigma grad log p
+    config.guidance.t_interval = (0.0, 1.0)  # classifier-free guidance only for t in [lo, hi]
+    config.guidance.classifier_workdir = ""  # a method=noisy_classifier run (kind classifier)
+
     # mode=edit: edit test examples with the trained model (diffjax/train/edit.py)
     config.edit = ml_collections.ConfigDict()
     config.edit.kind = "inpaint"  # inpaint (RePaint) | sdedit | invert | interpolate

@@ -30,6 +30,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.tree_util import Partial
 
@@ -44,7 +45,8 @@ def _checked(labels: Array, scale: float | Array) -> tuple[Array, Array]:
     labels = jnp.asarray(labels)
     if labels.ndim != 1 or not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(f"labels must be integer classes [B], got {labels.dtype}{labels.shape}")
-    if not isinstance(scale, jax.core.Tracer) and bool(jnp.any(jnp.asarray(scale) < 0)):
+    # Python or NumPy scales are checked here; arrays (traced or not) are the caller's to check.
+    if isinstance(scale, (int, float, np.ndarray)) and np.any(np.asarray(scale) < 0):
         raise ValueError(f"guidance scale must be >= 0 (0: no guidance), got {scale}")
     return labels, jnp.asarray(scale, jnp.float32)
 

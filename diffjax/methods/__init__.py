@@ -15,6 +15,7 @@ from diffjax.methods import (
     iddpm,
     meanflow,
     ncsn,
+    noisy_classifier,
     progressive_distillation,
     rectified_flow,
     score_sde,
@@ -35,6 +36,7 @@ _METHODS: dict[str, Callable[..., Recipe]] = {
     "consistency": consistency.consistency,
     "progressive_distillation": progressive_distillation.progressive_distillation,
     "meanflow": meanflow.meanflow,
+    "noisy_classifier": noisy_classifier.noisy_classifier,
 }
 
 

@@ -66,13 +66,15 @@ class Recipe:
         reads reflow pairs from `batch["noise"]`).
       weight_decay_mask: params -> a pytree of bools, True where decoupled weight decay applies
         (None: everywhere).
+      generative: False for a noisy classifier p(y | x_t, t) (prediction None, no sampler): the
+        network returns logits and the trainer reports accuracy instead of samples.
       num_times: times per example the network sees: 1 (t [B]) or 2 (MeanFlow's (t, t - r),
         [B, 2]); the parameters are initialised with that shape.
     """
 
     name: str
     process: Process
-    prediction: str | Preconditioning
+    prediction: str | Preconditioning | None
     objective: Objective
     sampler: str
     sampler_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -86,10 +88,14 @@ class Recipe:
     chain_modes: frozenset[str] = frozenset()
     weight_decay_mask: Callable[[Params], Any] | None = None
     num_times: int = 1
+    generative: bool = True
 
     def __post_init__(self):
         if self.num_times not in (1, 2):
             raise ValueError(f"Recipe {self.name}: num_times={self.num_times} must be 1 or 2")
+        if self.generative == (self.prediction is None):
+            raise ValueError(f"Recipe {self.name}: a generative recipe has a prediction, a "
+                             "classifier (generative=False) none")  # fmt: skip
 
     def process_for(self, params: Params) -> Process:
         """The process with the learned parts of `params` bound in."""
@@ -102,7 +108,13 @@ class Recipe:
 
     def denoiser(self, apply_fn: ApplyFn, params: Params, cond: Array | None = None) -> Denoiser:
         """The trained network as a Denoiser (evaluation mode, `params` the whole tree); a pytree
-        whose leaves are the params, so a jitted sampler taking it compiles once."""
+        whose leaves are the params, so a jitted sampler taking it compiles once.
+
+        Raises:
+          ValueError: for a classifier recipe (it has no Denoiser).
+        """
+        if not self.generative:
+            raise ValueError(f"method {self.name!r} trains a classifier, not a generative model")
         return denoisers.from_network(
             apply_fn, params["model"], self.prediction, self.process_for(params), cond
         )

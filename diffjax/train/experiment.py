@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 from jax import Array
 
-from diffjax import data, denoisers, methods, models, processes, samplers
+from diffjax import data, denoisers, guidance, methods, models, processes, samplers
 from diffjax.losses import conditioning
 from diffjax.losses.base import LossFn
 from diffjax.methods.base import ApplyFn, Params, Recipe
@@ -44,7 +44,7 @@ class Experiment:
       model: the Flax network.
       recipe: the method's Recipe.
       apply_fn: `model` as a pure function.
-      sampler: the sampler function of `sampling`.
+      sampler: the sampler function of `sampling` (None for a classifier recipe).
       seed: seeds init, data order, training noise and sampling.
       training: `config.training`.
       optim: `config.optim`.
@@ -52,13 +52,17 @@ class Experiment:
       eval: `config.eval`.
       teacher: `config.teacher`.
       conditioning: `config.model.num_classes` and `config.model.p_uncond`.
+      guidance: `config.guidance`.
+      classifier: `(x_t, t) -> logits` of the noisy classifier run named by
+        `guidance.classifier_workdir` (a `Partial` over its params), attached by
+        `runs.attach_classifier`; None otherwise.
     """
 
     dataset: Any
     model: nn.Module
     recipe: Recipe
     apply_fn: ApplyFn
-    sampler: Callable
+    sampler: Callable | None
     seed: int
     training: settings.TrainingConfig
     optim: settings.OptimConfig
@@ -66,6 +70,8 @@ class Experiment:
     eval: settings.EvalConfig
     teacher: settings.TeacherConfig
     conditioning: settings.ConditioningConfig
+    guidance: settings.GuidanceConfig
+    classifier: Callable[[Array, Array], Array] | None = None
 
     @property
     def sampler_name(self) -> str:
@@ -105,10 +111,40 @@ class Experiment:
 
     def sample_labels(self, num_samples: int) -> Array | None:
         """The class of each sample, `arange(n) % num_classes` [n] (every class in turn; one
-        class per column of a `num_classes`-wide grid); None for an unconditional model."""
-        if not self.conditioning.conditional:
+        class per column of a `num_classes`-wide grid); None for an unconditional model that no
+        classifier guides."""
+        classes = self.conditioning.num_classes
+        if self.guidance.kind == "classifier":
+            classes = self.dataset.num_classes
+        if not classes:
             return None
-        return jnp.arange(num_samples, dtype=jnp.int32) % self.conditioning.num_classes
+        return jnp.arange(num_samples, dtype=jnp.int32) % classes
+
+    def denoiser(self, params: Params, labels: Array | None) -> denoisers.Denoiser:
+        """The network of `params` as the samplers see it: conditioned on `labels` (a
+        conditional model), guided as `guidance` says, x0 clipped as `clip_x0` says.
+
+        Raises:
+          ValueError: for classifier guidance without its classifier attached.
+        """
+        g = self.guidance
+        if g.kind == "classifier_free":
+            process = self.recipe.process_for(params)
+            denoiser = guidance.classifier_free(
+                self.apply_fn, params["model"], self.recipe.prediction, process, labels,
+                self.conditioning.num_classes, g.scale, g.t_interval,
+            )  # fmt: skip
+        else:
+            cond = labels if self.conditioning.conditional else None
+            denoiser = self.recipe.denoiser(self.apply_fn, params, cond)
+        if g.kind == "classifier":
+            if self.classifier is None:
+                raise ValueError(
+                    "guidance.kind='classifier' needs the classifier of guidance.classifier_workdir"
+                    " (runs.attach_classifier)"
+                )
+            denoiser = guidance.classifier(denoiser, self.classifier, labels, g.scale)
+        return denoisers.clip_x0(denoiser) if self.clip_x0 else denoiser
 
     def sample(self, params: Params, key: Array, num_samples: int) -> Array:
         """Draws `num_samples` samples [n, *shape] with the configured sampler (jittable); a
@@ -116,10 +152,7 @@ class Experiment:
         init_key, sample_key = jax.random.split(key)
         process = self.recipe.process_for(params)
         x_init = process.prior_sample(init_key, (num_samples, *self.dataset.shape))
-        labels = self.sample_labels(num_samples)
-        denoiser = self.recipe.denoiser(self.apply_fn, params, labels)
-        if self.clip_x0:
-            denoiser = denoisers.clip_x0(denoiser)
+        denoiser = self.denoiser(params, self.sample_labels(num_samples))
         return self.sampler(sample_key, denoiser, x_init, num_steps=self.sample_num_steps)
 
 
@@ -145,7 +178,9 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         "eval": settings.read(settings.EvalConfig, config.eval),
         "teacher": settings.read(settings.TeacherConfig, config.teacher),
         "conditioning": settings.ConditioningConfig.of_model(config.model),
+        "guidance": settings.GuidanceConfig.of(config),
     }
+    sections["guidance"].check_model(sections["conditioning"])
     cond = sections["conditioning"]
     dataset = data.get(config.data.name, **config.data.kwargs.to_dict())
     cond.check_dataset(config.data.name, dataset.num_classes)
@@ -157,16 +192,21 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         raise ValueError("set model.num_classes (checked against the data), not its kwargs")
     if cond.conditional:
         model_kwargs["num_classes"] = cond.num_classes
-    channels = dataset.shape[-1]
-    model = models.get(
-        config.model.name, out_channels=channels * recipe.out_channels_factor, **model_kwargs
-    )
+    if recipe.generative:
+        outputs = {"out_channels": dataset.shape[-1] * recipe.out_channels_factor}
+    elif dataset.num_classes is None:
+        raise ValueError(
+            f"method {config.method!r} classifies, but {config.data.name!r} has no labels"
+        )
+    else:
+        outputs = {"num_outputs": dataset.num_classes}  # a classifier's logits
+    model = models.get(config.model.name, **outputs, **model_kwargs)
     return Experiment(
         dataset=dataset,
         model=model,
         recipe=recipe,
         apply_fn=apply_fn_of(model),
-        sampler=_sampler(recipe, sections["sampling"]),
+        sampler=_sampler(recipe, sections["sampling"]) if recipe.generative else None,
         seed=config.seed,
         **sections,
     )

@@ -71,10 +71,24 @@ def train(
 
     writer = MetricWriter(workdir, start)
     writer.text(f"{'resume at' if start else 'start'} step {start} of {tc.num_steps}")
-    sample = jax.jit(
-        functools.partial(exp.sample, num_samples=exp.sampling.num_samples),
-        out_shardings=replicated,
-    )
+    if exp.recipe.generative:
+        sample = jax.jit(
+            functools.partial(exp.sample, num_samples=exp.sampling.num_samples),
+            out_shardings=replicated,
+        )
+
+        def on_sample(step, st):
+            x = np.asarray(sample(st.ema_params, jax.random.fold_in(seed_key, step)))
+            outputs.save_samples(workdir, f"samples_step_{step:07d}", x, outputs.grid_columns(exp))
+    else:
+
+        def on_sample(step, st):  # a classifier draws no samples
+            del step, st
+
+    if exp.recipe.generative:
+        next_batch = lambda: exp.conditioning.train_batch(next(data_iterator))  # noqa: E731
+    else:  # a classifier trains on the labels whatever model.num_classes says
+        next_batch = lambda: dict(next(data_iterator))  # noqa: E731
     bar = tqdm(
         total=tc.num_steps,
         initial=start,
@@ -87,7 +101,7 @@ def train(
             state,
             start,
             tc,
-            lambda: exp.conditioning.train_batch(next(data_iterator)),
+            next_batch,
             train_step,
             data_iterator,
             mesh,
@@ -95,12 +109,7 @@ def train(
             writer,
             bar,
             lr,
-            lambda step, st: outputs.save_samples(
-                workdir,
-                f"samples_step_{step:07d}",
-                np.asarray(sample(st.ema_params, jax.random.fold_in(seed_key, step))),
-                outputs.grid_columns(exp),
-            ),
+            on_sample,
         )
     finally:
         bar.close()
@@ -108,6 +117,10 @@ def train(
         manager.close()
         writer.close()
     outputs.save_loss_curve(workdir)
+    if not exp.recipe.generative:
+        if exp.eval.at_end:
+            outputs.evaluate_classifier(exp, state, workdir)
+        return state
     x = sample(state.ema_params, jax.random.fold_in(seed_key, tc.num_steps))
     outputs.save_samples(workdir, "samples_final", np.asarray(x), outputs.grid_columns(exp))
     if exp.eval.at_end:

@@ -5,6 +5,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from diffjax.evaluation import plots
@@ -94,6 +95,35 @@ def evaluate_sample_quality(exp, state, workdir: str, num_samples: int) -> dict:
     if labels is not None and quality.classifier is not None:
         accuracy = quality.classifier.accuracy(np.clip(x, -1.0, 1.0), labels)
         report["classifier_accuracy_on_labels"] = float(accuracy)
+    if jax.process_index() == 0:
+        write_json(os.path.join(workdir, "metrics.json"), report)
+    return report
+
+
+CLASSIFIER_TIMES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def evaluate_classifier(exp, state, workdir: str) -> dict:
+    """A noisy classifier's test accuracy on x_t at each t of CLASSIFIER_TIMES (t = 0 at the
+    data; at t = 1 it can only be chance), written to `<workdir>/metrics.json`."""
+    test = exp.dataset.as_array("test")
+    x, labels = jnp.asarray(test["x"]), jnp.asarray(test["label"])
+    process = exp.recipe.process_for(state.ema_params)
+
+    @jax.jit
+    def accuracy(params, key, t):
+        times = jnp.full(x.shape[:1], t)
+        x_t, _ = process.marginal_sample(key, x, times)
+        return jnp.mean(jnp.argmax(exp.apply_fn(params["model"], x_t, times), -1) == labels)
+
+    key = jax.random.PRNGKey(exp.seed + 1)
+    report = {
+        "step": int(state.step),
+        "accuracy_by_t": {
+            str(t): float(accuracy(state.ema_params, jax.random.fold_in(key, i), t))
+            for i, t in enumerate(CLASSIFIER_TIMES)
+        },
+    }
     if jax.process_index() == 0:
         write_json(os.path.join(workdir, "metrics.json"), report)
     return report

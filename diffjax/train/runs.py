@@ -11,6 +11,7 @@ config, and compares a teacher's sections with its student's. Building a TrainSt
 typed Experiment.
 """
 
+import dataclasses
 import functools
 import json
 import os
@@ -18,6 +19,7 @@ import os
 import jax
 import ml_collections
 from jax import Array
+from jax.tree_util import Partial
 
 from diffjax.methods.base import Params
 from diffjax.train import checkpoint, experiment, sharding
@@ -164,7 +166,7 @@ def restore_latest(
     Raises:
       FileNotFoundError: if `workdir` holds no complete checkpoint.
     """
-    exp = experiment.build(config)
+    exp = attach_classifier(experiment.build(config))
     _, _, create = state_constructor(exp)
     replicated = sharding.replicated(sharding.make_mesh())
     abstract = checkpoint.abstract_like(
@@ -179,6 +181,32 @@ def restore_latest(
         return exp, checkpoint.restore(manager, abstract)
     finally:
         manager.close()
+
+
+def attach_classifier(exp: experiment.Experiment) -> experiment.Experiment:
+    """`exp` with the noisy classifier of `guidance.classifier_workdir` (its EMA params) as
+    `exp.classifier` when the guidance kind is "classifier"; otherwise `exp` unchanged.
+
+    Raises:
+      ValueError: if that run is not a noisy classifier or its process or data differ.
+    """
+    workdir = exp.guidance.classifier_workdir
+    if exp.guidance.kind != "classifier":
+        return exp
+    classifier_config = load_config(workdir)
+    classifier_exp, state = restore_latest(classifier_config, workdir)
+    if classifier_exp.recipe.generative:
+        raise ValueError(
+            f"guidance.classifier_workdir={workdir!r} holds a {classifier_exp.recipe.name!r} run, "
+            "not a method=noisy_classifier run"
+        )
+    if classifier_exp.recipe.process != exp.recipe.process:
+        raise ValueError(
+            f"the classifier in guidance.classifier_workdir={workdir!r} was trained on the process "
+            f"{classifier_exp.recipe.process}, the model samples {exp.recipe.process}"
+        )
+    logits = Partial(classifier_exp.apply_fn, state.ema_params["model"])
+    return dataclasses.replace(exp, classifier=logits)
 
 
 def _comparable(config: ml_collections.ConfigDict, field: str) -> dict:

@@ -351,3 +351,59 @@ class EditConfig:
             raise ValueError(f"edit.t0={self.t0} must lie in (0, 1]")
         if self.num_points < 2:
             raise ValueError(f"edit.num_points={self.num_points} must be >= 2")
+
+
+GUIDANCE_KINDS = ("", "classifier_free", "classifier")
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidanceConfig:
+    """`config.guidance`: how samples are guided (`diffjax.guidance`); "" samples unguided.
+
+    Attributes:
+      kind: "" | classifier_free (needs a conditional model trained with model.p_uncond > 0) |
+        classifier (the noisy classifier run in `classifier_workdir`).
+      scale: w of classifier-free guidance ((1 + w) cond - w uncond; 0: conditional) or s of
+        classifier guidance (eps - s sigma grad log p); >= 0.
+      t_interval: classifier-free guidance acts only for t in [lo, hi].
+      classifier_workdir: a finished `method=noisy_classifier` run on the same process and data.
+    """
+
+    kind: str
+    scale: float
+    t_interval: tuple[float, float]
+    classifier_workdir: str
+
+    def __post_init__(self):
+        if self.kind not in GUIDANCE_KINDS:
+            raise ValueError(f"guidance.kind={self.kind!r}; valid: {GUIDANCE_KINDS}")
+        if self.scale < 0:
+            raise ValueError(f"guidance.scale={self.scale} must be >= 0")
+        lo, hi = self.t_interval
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(
+                f"guidance.t_interval={tuple(self.t_interval)} needs 0 <= lo <= hi <= 1"
+            )
+        object.__setattr__(self, "t_interval", (float(lo), float(hi)))
+        if (self.kind == "classifier") != bool(self.classifier_workdir):
+            raise ValueError(
+                "guidance.classifier_workdir names the noisy classifier run exactly when "
+                f"guidance.kind='classifier' (got kind={self.kind!r}, "
+                f"classifier_workdir={self.classifier_workdir!r})"
+            )
+
+    @classmethod
+    def of(cls, config: ml_collections.ConfigDict) -> "GuidanceConfig":
+        """Reads `config.guidance` (a config.json written before it existed is unguided)."""
+        g = config.get("guidance")
+        if g is None:
+            return cls("", 0.0, (0.0, 1.0), "")
+        return cls(g.kind, float(g.scale), tuple(g.t_interval), g.classifier_workdir)
+
+    def check_model(self, conditioning: "ConditioningConfig") -> None:
+        """Raises a ValueError for classifier-free guidance of an unconditional model."""
+        if self.kind == "classifier_free" and not conditioning.conditional:
+            raise ValueError(
+                "guidance.kind='classifier_free' needs a conditional model trained with label "
+                "dropout (model.num_classes > 0, model.p_uncond > 0)"
+            )
