@@ -41,7 +41,7 @@ def _check(losses):
     ],
 )
 def test_gaussian_methods_train_on_digit_labels(tmp_path, config_name, overrides):
-    _check(digits_run.train_losses(config_name, tmp_path, STEPS, **DIGITS, **overrides))
+    _check(digits_run.train_losses(config_name, tmp_path, STEPS, **{**DIGITS, **overrides}))
 
 
 @pytest.mark.slow
@@ -57,7 +57,7 @@ def test_gaussian_methods_train_on_digit_labels(tmp_path, config_name, overrides
     ],
 )
 def test_flow_methods_train_on_toy_labels(tmp_path, config_name, overrides):
-    _check(digits_run.train_losses(config_name, tmp_path, STEPS, **TOY, **overrides))
+    _check(digits_run.train_losses(config_name, tmp_path, STEPS, **{**TOY, **overrides}))
 
 
 @pytest.mark.slow

@@ -78,6 +78,10 @@ def test_teacher_errors_name_the_problem(tmp_path):
     wrong_model = runs.derive(config, **{"model.kwargs.features": 16})
     with pytest.raises(ValueError, match="config.model"):
         loop.train(wrong_model, str(tmp_path / "wrong_model"))
+    # A class-conditional student has another network than its unconditional teacher.
+    conditional = runs.derive(config, **{"model.num_classes": 2})
+    with pytest.raises(ValueError, match="config.model.*'num_classes': 2"):
+        loop.train(conditional, str(tmp_path / "conditional"))
     wrong_kind = runs.derive(config, **{"loss.teacher_prediction": "eps"})
     with pytest.raises(ValueError, match="teacher_prediction='eps'.*'velocity'"):
         loop.train(wrong_kind, str(tmp_path / "wrong_kind"))
