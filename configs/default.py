@@ -70,6 +70,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.sample.clip_x0 = True  # clip predicted x0 to [-1, 1] for discrete data (images)
     config.sample.num_samples = 64  # samples per grid / per `mode=sample` run
     config.sample.options = ml_collections.ConfigDict()  # extra sampler keywords (eta, ...)
+    config.sample.labels = ()  # classes to draw (cycled) for a conditional model; () cycles all
 
     # mode=distill: progressive distillation rounds from teacher.workdir (diffjax/train/distill.py)
     config.distill = ml_collections.ConfigDict()

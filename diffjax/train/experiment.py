@@ -110,15 +110,22 @@ class Experiment:
         )
 
     def sample_labels(self, num_samples: int) -> Array | None:
-        """The class of each sample, `arange(n) % num_classes` [n] (every class in turn; one
-        class per column of a `num_classes`-wide grid); None for an unconditional model that no
-        classifier guides."""
+        """The class of each sample [n]: `sample.labels` cycled, by default every class in turn
+        (one class per column of a `num_classes`-wide grid); None for an unconditional model
+        that no classifier guides.
+
+        Raises:
+          ValueError: for a `sample.labels` class outside [0, num_classes).
+        """
         classes = self.conditioning.num_classes
         if self.guidance.kind == "classifier":
             classes = self.dataset.num_classes
         if not classes:
             return None
-        return jnp.arange(num_samples, dtype=jnp.int32) % classes
+        chosen = self.sampling.labels or tuple(range(classes))
+        if max(chosen) >= classes:
+            raise ValueError(f"sample.labels={chosen} must lie in [0, {classes})")
+        return jnp.asarray(chosen, jnp.int32)[jnp.arange(num_samples) % len(chosen)]
 
     def denoiser(self, params: Params, labels: Array | None) -> denoisers.Denoiser:
         """The network of `params` as the samplers see it: conditioned on `labels` (a

@@ -196,6 +196,8 @@ class SampleConfig:
       num_samples: samples per grid and per `mode=sample` run.
       options: extra sampler keywords (read-only), on top of the method's defaults when
         `sampler` is the method's own.
+      labels: the classes to draw, cycled over the samples, for a conditional (or
+        classifier-guided) model; () cycles through every class.
     """
 
     sampler: str
@@ -203,12 +205,16 @@ class SampleConfig:
     clip_x0: bool
     num_samples: int
     options: Mapping[str, Any]
+    labels: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.num_steps < 0:
             raise ValueError(f"sample.num_steps={self.num_steps} must be >= 0 (0: default)")
         # Frozen all the way down: an Experiment's sampler was built from these options.
         object.__setattr__(self, "options", types.MappingProxyType(dict(self.options)))
+        object.__setattr__(self, "labels", tuple(int(v) for v in self.labels))
+        if any(v < 0 for v in self.labels):
+            raise ValueError(f"sample.labels={self.labels} must be class indices >= 0")
 
 
 @dataclasses.dataclass(frozen=True)

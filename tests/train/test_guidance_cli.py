@@ -69,3 +69,17 @@ def test_bad_guidance_names_its_field(runs):
     config.guidance.update({"kind": "", "classifier_workdir": "", "scale": -1.0})
     with pytest.raises(ValueError, match="guidance.scale"):
         generate.sample(config, workdir)
+
+
+def test_sample_labels_cycle_the_chosen_classes(tmp_path):
+    from diffjax.train import experiment
+
+    config = ddpm_digits_cond.get_config()
+    config.data.kwargs = {"data_dir": str(tmp_path / "data")}
+    exp = experiment.build(config)
+    np.testing.assert_array_equal(exp.sample_labels(12), np.arange(12) % 10)
+    config.sample.labels = (3, 7)
+    np.testing.assert_array_equal(experiment.build(config).sample_labels(5), [3, 7, 3, 7, 3])
+    config.sample.labels = (10,)
+    with pytest.raises(ValueError, match="sample.labels"):
+        experiment.build(config).sample_labels(4)
