@@ -58,6 +58,8 @@ def main(argv):
         denoiser = exp.recipe.denoiser(exp.apply_fn, params, null)
         return exp.sampler(key, denoiser, x_init, num_steps=exp.sample_num_steps)
 
+    null = jnp.full((n,), 8, jnp.int32)  # the null label: the unconditional model
+    x_uncond = np.asarray(jax.jit(unconditional)(state.ema_params, null))
     for k in range(8):
         exact = np.asarray(mixture.component(k).sample(jax.random.fold_in(key, k), n))
         exact2 = np.asarray(mixture.component(k).sample(jax.random.fold_in(key, 100 + k), n))
@@ -68,9 +70,7 @@ def main(argv):
             run = dataclasses.replace(exp, guidance=g, sampling=sampling)
             x = jax.jit(lambda p, e=run: e.sample(p, key, n))(state.ema_params)
             entry[f"w={w:g}"] = sliced_w1(np.asarray(x), exact, key)
-        null = jnp.full((n,), 8, jnp.int32)  # the null label: the unconditional model
-        x = jax.jit(lambda p: unconditional(p, null))(state.ema_params)
-        entry["unconditional"] = sliced_w1(np.asarray(x), exact, key)
+        entry["unconditional"] = sliced_w1(x_uncond, exact, key)
         per_class[str(k)] = entry
         print(k, entry)
     names = ["floor", *[f"w={w:g}" for w in SCALES], "unconditional"]
