@@ -69,5 +69,5 @@ def test_unknown_mode_is_a_clear_error(tmp_path):
         timeout=120,
     )
     assert result.returncode != 0
-    valid = "distill, eval_bpd, evaluate, reflow, sample, train"
+    valid = "distill, edit, eval_bpd, evaluate, reflow, sample, train"
     assert f"unknown mode 'trian'; valid modes: {valid}" in result.stderr
