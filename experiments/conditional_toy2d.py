@@ -20,6 +20,7 @@ from absl import app, flags
 
 from configs import flow_matching_toy2d_cond
 from diffjax.data import toy2d
+from diffjax.evaluation.sliced import sliced_w1
 from diffjax.train import loop, runs, settings
 
 matplotlib.use("Agg")
@@ -31,13 +32,6 @@ _STEPS = flags.DEFINE_integer("steps", 3000, "Training steps.")
 _SAMPLES = flags.DEFINE_integer("num_samples", 2000, "Samples per class.")
 
 SCALES = (0.0, 1.0, 3.0)
-
-
-def sliced_w1(a: np.ndarray, b: np.ndarray, key: jax.Array, num_dirs: int = 64) -> float:
-    """Mean over random directions of the exact 1-D W1 of the projections (equal sizes)."""
-    dirs = np.array(jax.random.normal(key, (a.shape[1], num_dirs)))
-    dirs = dirs / np.linalg.norm(dirs, axis=0, keepdims=True)
-    return float(np.mean(np.abs(np.sort(a @ dirs, axis=0) - np.sort(b @ dirs, axis=0))))
 
 
 def main(argv):

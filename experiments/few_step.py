@@ -34,6 +34,7 @@ import matplotlib
 import numpy as np
 from absl import app, flags, logging
 
+from diffjax.evaluation.sliced import sliced_w1
 from diffjax.train import distill, experiment, loop, outputs, reflow, runs
 
 matplotlib.use("Agg")
@@ -53,15 +54,6 @@ SINGLE_RUNS = {
     "consistency_distillation": "consistency_distillation_toy2d",
     "meanflow": "meanflow_toy2d",
 }
-
-
-def sliced_w1(a: np.ndarray, b: np.ndarray, key: jax.Array, num_dirs: int = 64) -> float:
-    """Mean over random unit directions of the exact 1-D W1 between equal-size projections."""
-    n = min(len(a), len(b))
-    dirs = np.array(jax.random.normal(key, (a.shape[1], num_dirs)))
-    dirs = dirs / np.linalg.norm(dirs, axis=0, keepdims=True)
-    pa, pb = np.sort(a[:n] @ dirs, axis=0), np.sort(b[:n] @ dirs, axis=0)
-    return float(np.mean(np.abs(pa - pb)))
 
 
 def _config(name: str, **updates):
