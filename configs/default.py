@@ -63,6 +63,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.training.checkpoint_every = 500  # steps between checkpoints (and one at the end)
     config.training.keep_checkpoints = 3  # how many recent checkpoints to keep
     config.training.sample_every = 1000  # steps between sample grids; 0 disables
+    # Resume although loss options, batch size, seed, Adam's betas, weight decay, EMA decay or
+    # the teacher changed since the workdir's config.json (diffjax/train/workdirs.py).
+    config.training.allow_config_change = False
 
     config.sample = ml_collections.ConfigDict()
     config.sample.sampler = ""  # a name in diffjax.samplers; "" uses the method's default

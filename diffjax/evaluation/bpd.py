@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
-from tqdm import tqdm
 
 from diffjax import likelihood
+from diffjax import progress as progress_lib
 from diffjax.data import pipeline
 from diffjax.denoisers import Denoiser
 from diffjax.losses import vocabulary
@@ -195,7 +195,7 @@ def evaluate_bpd(
     run = jax.jit(run)
     start = time.perf_counter()
     n, total, total_sq, nfe, failed = 0, 0.0, 0.0, [], 0
-    bar = tqdm(batches, desc="bpd", unit="batch", disable=not progress)
+    bar = progress_lib.bar(batches, desc="bpd", disable=not progress)
     for i, batch in enumerate(bar):
         x = batch["x"]
         out = jax.device_get(run(params, jax.random.fold_in(key, i), x))

@@ -8,8 +8,8 @@ import time
 import jax
 import ml_collections
 import numpy as np
-from tqdm import tqdm
 
+from diffjax import progress
 from diffjax.evaluation.bpd import evaluate_bpd
 from diffjax.losses import vocabulary
 from diffjax.train import outputs, runs, sharding
@@ -103,7 +103,7 @@ def _vlb_bpd(exp, state, loader, mesh) -> dict:
     key = jax.random.PRNGKey(exp.seed + 1)
     values = [
         np.asarray(per_example_bpd(state.ema_params, jax.random.fold_in(key, i), b["x"]))
-        for i, b in enumerate(tqdm(batches, desc="vlb", disable=jax.process_index() != 0))
+        for i, b in enumerate(progress.bar(batches, desc="vlb"))
     ]
     values = np.concatenate(values)
     return {

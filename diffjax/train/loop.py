@@ -4,23 +4,26 @@ Running the same command again continues from the last complete checkpoint in th
 with the data stream and the per-step noise exactly where they were.
 """
 
+import errno
 import functools
 import math
+import os
 import time
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from tqdm import tqdm
 
+from diffjax import progress
 from diffjax.data import pipeline
-from diffjax.train import checkpoint, experiment, outputs, runs, sharding
+from diffjax.errors import UserError, WorkdirError
+from diffjax.train import checkpoint, experiment, outputs, runs, sharding, workdirs
 from diffjax.train.state import TrainState, make_train_step
 from diffjax.train.writer import MetricWriter
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
     """The loss or gradient became NaN / inf; the message says where to resume from."""
 
 
@@ -29,6 +32,9 @@ def train(
 ) -> TrainState:
     """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final state.
 
+    The run holds the workdir's lock throughout; resuming checks the config against the
+    workdir's config.json and falls back past unreadable checkpoints (`workdirs`, `checkpoint`).
+
     Args:
       config: the run's config, read once into an Experiment and written to the workdir's
         config.json; `config.teacher.workdir` names a trained run whose EMA network is the
@@ -36,12 +42,37 @@ def train(
       workdir: where checkpoints, logs, samples and metrics go.
       train_arrays: train on these in-memory arrays (name -> [N, ...], e.g. reflow's
         {"x": Z_0, "noise": Z_1}) instead of the dataset's train split.
+
+    Raises:
+      WorkdirError: another run holds the workdir, its config is incompatible, no checkpoint
+        can be read, or the disk filled up (the message says from where to resume).
+      NonFiniteLossError: the loss became NaN or infinite.
     """
     exp = experiment.build(config)
+    with workdirs.lock(workdir):
+        manager = checkpoint.make_manager(workdir, exp.training.keep_checkpoints)
+        try:
+            return _train(exp, config, workdir, manager, train_arrays)
+        except Exception as error:
+            if _disk_full(error):
+                raise _disk_full_error(workdir, manager, error) from error
+            raise
+        finally:
+            manager.close()
+
+
+def _train(exp, config, workdir, manager, train_arrays) -> TrainState:
     tc = exp.training
     mesh = sharding.make_mesh()
     sharding.check_batch_size(tc.batch_size, mesh, "training.batch_size")
     replicated = sharding.replicated(mesh)
+    resuming = bool(manager.all_steps())
+    stored_path = os.path.join(workdir, runs.CONFIG_FILE)
+    if os.path.exists(stored_path):
+        stored = runs.load_config(workdir)
+        diff = workdirs.check_compatible(stored, config, workdir, resuming=resuming)
+    else:
+        diff = {}
     runs.save_config(config, workdir)
 
     optimizer, lr, create = runs.state_constructor(exp, runs.load_teacher(config, exp))
@@ -59,15 +90,15 @@ def train(
     else:
         loader = pipeline.array_loader(train_arrays, tc.batch_size, seed=exp.seed)
     data_iterator = iter(loader)
-    manager = checkpoint.make_manager(workdir, tc.keep_checkpoints)
-    if manager.latest_step() is None:
-        state = jax.jit(create, out_shardings=replicated)(seed_key)
-        start = 0
-    else:
+    if resuming:
         abstract = checkpoint.abstract_like(jax.eval_shape(create, seed_key), replicated)
-        state = checkpoint.restore(manager, abstract, data_iterator)
+        state = checkpoint.restore(manager, abstract, data_iterator, set_aside_unreadable=True)
         start = int(state.step)
         logging.warning("resuming from the checkpoint of step %d in %s", start, workdir)
+    else:
+        state = jax.jit(create, out_shardings=replicated)(seed_key)
+        start = 0
+    workdirs.record(workdir, start, diff)
 
     writer = MetricWriter(workdir, start)
     writer.text(f"{'resume at' if start else 'start'} step {start} of {tc.num_steps}")
@@ -89,13 +120,7 @@ def train(
         next_batch = lambda: exp.conditioning.train_batch(next(data_iterator))  # noqa: E731
     else:  # a classifier trains on the labels whatever model.num_classes says
         next_batch = lambda: dict(next(data_iterator))  # noqa: E731
-    bar = tqdm(
-        total=tc.num_steps,
-        initial=start,
-        desc="train",
-        disable=jax.process_index() != 0,
-        dynamic_ncols=True,
-    )
+    bar = progress.bar(total=tc.num_steps, initial=start, desc="train", every=tc.log_every)
     try:
         state = _run_steps(
             state,
@@ -113,9 +138,8 @@ def train(
         )
     finally:
         bar.close()
-        manager.wait_until_finished()
-        manager.close()
         writer.close()
+        manager.wait_until_finished()
     outputs.save_loss_curve(workdir)
     if not exp.recipe.generative:
         if exp.eval.at_end:
@@ -177,3 +201,28 @@ def _check_finite(values: dict[str, float], step: int, manager) -> None:
             f"non-finite {bad} at step {step}; {where}. Lower optim.learning_rate or check the "
             "data before resuming."
         )
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    """Whether `error` (or an exception it was raised from) is a full disk: an OSError with
+    ENOSPC, or tensorstore's message of one inside an orbax error."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _disk_full_error(workdir: str, manager, error: BaseException) -> WorkdirError:
+    try:
+        manager.reload()
+        last = manager.latest_step()
+    except Exception:  # noqa: BLE001  (the disk is full: describe what we know)
+        last = None
+    where = f"the last complete checkpoint is step {last}" if last is not None else "no checkpoint"
+    return WorkdirError(
+        f"no space left on the device of {workdir} ({type(error).__name__}); {where}; free "
+        "space (or lower training.keep_checkpoints) and rerun the same command to resume"
+    )

@@ -20,8 +20,8 @@ import os
 import jax
 import ml_collections
 import numpy as np
-from tqdm import tqdm
 
+from diffjax import progress
 from diffjax.evaluation import plots
 from diffjax.methods import rectified_flow
 from diffjax.train import experiment, loop, outputs, runs, settings
@@ -37,7 +37,7 @@ def _simulate(exp, params, noise: np.ndarray, ode_steps: int, batch_size: int, d
 
     outs = [
         jax.device_get(run(noise[i : i + batch_size]))
-        for i in tqdm(range(0, len(noise), batch_size), desc=desc, disable=jax.process_index() != 0)
+        for i in progress.bar(range(0, len(noise), batch_size), desc=desc)
     ]
     return tuple(np.concatenate(parts) for parts in zip(*outs, strict=True))
 

@@ -22,7 +22,7 @@ from jax import Array
 from jax.tree_util import Partial
 
 from diffjax.methods.base import Params
-from diffjax.train import checkpoint, experiment, sharding
+from diffjax.train import checkpoint, experiment, sharding, workdirs
 from diffjax.train.optim import learning_rate_schedule, make_optimizer
 from diffjax.train.state import TrainState, create_train_state
 
@@ -161,11 +161,16 @@ def state_constructor(exp: experiment.Experiment, teacher: Params | None = None)
 def restore_latest(
     config: ml_collections.ConfigDict, workdir: str
 ) -> tuple[experiment.Experiment, TrainState]:
-    """The Experiment of `config` and the TrainState of the latest checkpoint in `workdir`.
+    """The Experiment of `config` and the TrainState of the newest readable checkpoint in
+    `workdir` (an unreadable newer one is skipped with a warning, and left where it is).
 
     Raises:
       FileNotFoundError: if `workdir` holds no complete checkpoint.
+      WorkdirError: if `config` differs from the workdir's config.json in a field that fixes
+        what the checkpoints mean (`workdirs.FIXED`), or no checkpoint can be read.
     """
+    if os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+        workdirs.check_compatible(load_config(workdir), config, workdir, resuming=False)
     exp = attach_classifier(experiment.build(config))
     _, _, create = state_constructor(exp)
     replicated = sharding.replicated(sharding.make_mesh())

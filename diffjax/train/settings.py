@@ -45,6 +45,8 @@ class TrainingConfig:
       checkpoint_every: steps between checkpoints, one more at the end (>= 1).
       keep_checkpoints: how many recent checkpoints to keep.
       sample_every: steps between sample grids; 0 disables.
+      allow_config_change: resume although guarded fields changed (`workdirs.GUARDED`: loss
+        options, batch size, seed, ...); fields that fix the checkpoints' meaning never may.
     """
 
     num_steps: int
@@ -53,6 +55,7 @@ class TrainingConfig:
     checkpoint_every: int
     keep_checkpoints: int
     sample_every: int
+    allow_config_change: bool = False
 
     def __post_init__(self):
         counts = ("num_steps", "batch_size", "log_every", "checkpoint_every")
