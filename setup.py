@@ -14,6 +14,8 @@ INSTALL_REQUIRES = [
     "orbax-checkpoint==0.12.8",
     "chex==0.1.92",
     "tensorflow-datasets==4.9.10",
+    # Imported to tell a failed download of a tfds dataset from other errors (tfds uses it).
+    "requests==2.34.2",
     # tfds 4.9.10 imports importlib_resources on every Python but declares it only for old ones.
     "importlib_resources==7.1.0",
     "grain==0.2.18",
@@ -34,6 +36,14 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "ruff==0.17.6"],
     "notebooks": ["jupyter==1.1.1", "nbclient==0.11.0", "ipykernel==7.4.0"],
+    # TensorFlow for preparing tfds catalogue datasets (cifar10, mnist, celeb_a, ...): tfds
+    # extracts, reads and PNG-encodes them with it; reading them needs none. The CPU build on
+    # Linux (no GPU claimed next to JAX; the same requirement as
+    # diffjax.data.pipeline.TENSORFLOW_REQUIREMENT), the only build there is on macOS.
+    "prepare": [
+        "tensorflow-cpu==2.21.0; sys_platform == 'linux'",
+        "tensorflow==2.21.0; sys_platform == 'darwin'",
+    ],
 }
 
 setuptools.setup(

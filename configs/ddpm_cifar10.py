@@ -1,5 +1,6 @@
 """DDPM on CIFAR-10 as published (Ho et al. 2020): 35.7M UNet, T = 1000, L_simple, 800k steps.
 
+  pip install -e ".[prepare]"  # TensorFlow, to prepare CIFAR-10 on first use (README "Datasets")
   python -m diffjax.main --config=configs/ddpm_cifar10.py --workdir=$WORKDIR
 
 Reported FID 3.17 (Inception features; diffjax's Frechet distance is a proxy). Sampling:
@@ -7,6 +8,7 @@ Reported FID 3.17 (Inception features; diffjax's Frechet distance is a proxy). S
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from configs import ddpm_digits
 
@@ -14,7 +16,11 @@ from configs import ddpm_digits
 def get_config() -> ml_collections.ConfigDict:
     config = ddpm_digits.get_config()
     config.data.name = "cifar10"  # tfds cifar10, 32x32x3
-    config.data.kwargs = ml_collections.ConfigDict()  # defaults of pipeline.from_tfds
+    # pipeline.from_tfds keywords; None: tfds' defaults ($TFDS_DATA_DIR or ~/tensorflow_datasets,
+    # and <data_dir>/downloads/manual for a manually copied cifar-10-binary.tar.gz)
+    config.data.kwargs = ml_collections.ConfigDict(
+        {"data_dir": placeholder(str), "manual_dir": placeholder(str)}
+    )
     config.model.name = "ddpm_cifar10"  # ch 128, mults (1, 2, 2, 2), attention at 16, 35.7M
     config.model.kwargs = ml_collections.ConfigDict({"dropout": 0.1})  # CIFAR-10 dropout
 

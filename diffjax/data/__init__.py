@@ -1,7 +1,10 @@
 """Datasets by name: `diffjax.data.get(name, **kw) -> Dataset`.
 
 Offline datasets (digits, toy2d) are tfds builders in this package, read through
-`tfds.data_source` + grain like every real tfds dataset (no TensorFlow needed).
+`tfds.data_source` + grain like every real tfds dataset (no TensorFlow needed). Preparing a
+catalogue dataset (cifar10, mnist, ...) on first use needs TensorFlow, from the "prepare"
+extra (`pip install -e ".[prepare]"`), and its download or a manually copied archive
+(`manual_dir`; see `pipeline.from_tfds`).
 
     ds = diffjax.data.get("digits")          # or "toy2d", distribution="moons"; or "cifar10"
     ds.shape, ds.num_classes, ds.num_bins    # (8, 8, 1), 10, 17
@@ -25,10 +28,11 @@ def get(name: str, **kwargs) -> Dataset:
     Args:
       name: dataset name.
       **kwargs: keywords of the loader: `digits.load`, `toy2d.load` or `pipeline.from_tfds`
-        (all take `data_dir`).
+        (all take `data_dir`; `from_tfds` also `manual_dir`).
 
     Raises:
       ValueError: `name` is neither offline nor in the tfds catalogue.
+      DataError: a catalogue dataset cannot be prepared (TensorFlow missing, download failed).
     """
     if name in OFFLINE:
         return OFFLINE[name](**kwargs)

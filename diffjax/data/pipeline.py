@@ -5,10 +5,10 @@ Every dataset, offline (digits, toy2d) or from the tfds catalogue (mnist, cifar1
 `{"x": float32 [b, *shape] in [-1, 1], "label": int32 [b]}` through a grain dataset pipeline
 (shuffled indices -> batches of indices -> one batched read -> scaling) whose iterator state
 (`it.get_state()` / `it.set_state(state)`) is checkpointed with the train state, so a resumed
-run continues the data stream exactly. No TensorFlow is needed to read. (Batching indices
-before reading keeps grain's per-example bookkeeping out of the loop: with the split in memory
-a batch is one numpy gather, about 2.5x the throughput of a per-record `grain.DataLoader`
-measured on 2 CPU cores.)
+run continues the data stream exactly. No TensorFlow is needed to read (preparing most catalogue
+datasets needs it: `from_tfds`). (Batching indices before reading keeps grain's per-example
+bookkeeping out of the loop: with the split in memory a batch is one numpy gather, about 2.5x
+the throughput of a per-record `grain.DataLoader` measured on 2 CPU cores.)
 
 Scaling of discrete data with K = `num_bins` values per dimension, v in {0, ..., K - 1}:
   plain:        x = 2 v / (K - 1) - 1               (v = 0 -> -1 and v = K - 1 -> +1),
@@ -37,9 +37,16 @@ from typing import Any
 import grain
 import jax
 import numpy as np
+import requests
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from diffjax.errors import DataError
+
+# TensorFlow, which tfds needs to prepare most catalogue datasets (not to read them): the
+# "prepare" extra of setup.py, pinned there to the same requirement.
+TENSORFLOW_REQUIREMENT = "tensorflow-cpu==2.21.0"
+INSTALL_PREPARE = 'pip install -e ".[prepare]"'
 UNLABELED = -1  # the "label" of every example of a dataset without labels (num_classes None)
 
 
@@ -324,11 +331,25 @@ class Dataset:
         return _Scale(self.num_bins).map(raw)
 
 
-def prepare(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:
+def prepare(
+    builder: tfds.core.DatasetBuilder, *, manual_dir: str | None = None
+) -> tfds.core.DatasetBuilder:
     """Writes the builder's array_record files unless present; returns the builder.
 
-    Processes of one machine preparing the same dataset at once (e.g. two JAX processes on one
-    host) take turns through a lock file in the temp dir; the later ones find it prepared.
+    Catalogue datasets download their archives into `<data_dir>/downloads` first, unless an
+    archive with the registered file name and checksum is already in `manual_dir` (default
+    `<data_dir>/downloads/manual`): copy e.g. `cifar-10-binary.tar.gz` there to prepare
+    without network. Processes of one machine preparing the same dataset at once (e.g. two JAX
+    processes on one host) take turns through a lock file in the temp dir; the later ones find
+    it prepared.
+
+    Args:
+      builder: a tfds builder with array_record as its file format.
+      manual_dir: directory holding manually copied downloads (None: tfds' default).
+
+    Raises:
+      DataError: preparation needs TensorFlow and it is not installed (the message names the
+        `prepare` extra), or the download failed (the message says where to copy the archive).
     """
     if builder.is_prepared():
         return builder
@@ -337,9 +358,51 @@ def prepare(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if builder.is_prepared():  # by another process while we waited
             builder.info.read_from_directory(builder.data_dir)
-        else:
-            builder.download_and_prepare(file_format=tfds.core.FileFormat.ARRAY_RECORD)
+            return builder
+        try:
+            builder.download_and_prepare(
+                file_format=tfds.core.FileFormat.ARRAY_RECORD,
+                download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
+            )
+        except Exception as e:
+            if error := _preparation_error(builder, manual_dir, e):
+                raise error from e
+            raise
     return builder
+
+
+def _causes(error: BaseException):
+    """`error` and the exceptions it was raised from or while handling."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def _preparation_error(
+    builder: tfds.core.DatasetBuilder, manual_dir: str | None, error: Exception
+) -> DataError | None:
+    """The DataError explaining a failed `download_and_prepare`, or None for other failures."""
+    downloads = builder.data_dir_root / "downloads"
+    for cause in _causes(error):
+        if isinstance(cause, ImportError) and (cause.name or "").split(".")[0] == "tensorflow":
+            return DataError(
+                f"preparing tfds dataset {builder.name!r} needs TensorFlow (tfds uses it to "
+                "extract the archives, read their files and encode images), which diffjax "
+                f'installs only with its "prepare" extra: {INSTALL_PREPARE} (or pip install '
+                f"{TENSORFLOW_REQUIREMENT}), then run again; downloads already made are kept "
+                f"in {downloads} and reused"
+            )
+        if isinstance(cause, requests.exceptions.RequestException):
+            files = sorted({i.filename for i in (type(builder).url_infos or {}).values()} - {""})
+            return DataError(
+                f"could not download tfds dataset {builder.name!r} ({type(cause).__name__}); "
+                f"without network, copy its downloads ({', '.join(files) or 'see its tfds page'}) "
+                f"into {manual_dir or downloads / 'manual'} (or a directory given as "
+                "data.kwargs.manual_dir) and run again"
+            )
+    return None
 
 
 def from_builder(
@@ -399,6 +462,7 @@ def from_tfds(
     name: str,
     *,
     data_dir: str | None = None,
+    manual_dir: str | None = None,
     x_key: str = "image",
     label_key: str | None = "label",
     num_bins: int | None = None,
@@ -408,17 +472,24 @@ def from_tfds(
     """A dataset of the tfds catalogue by name ("mnist", "cifar10", "celeb_a", ...).
 
     The first call prepares it as array_record in `data_dir` (default: $TFDS_DATA_DIR or
-    ~/tensorflow_datasets), which downloads it and, for most catalogue datasets, needs
-    TensorFlow installed; reading never does.
+    ~/tensorflow_datasets): tfds downloads its archives (or takes them from `manual_dir`) and
+    converts them. Preparing cifar10, mnist, fashion_mnist, celeb_a and most other catalogue
+    datasets needs TensorFlow (tfds extracts archives and reads their files with
+    `tf.io.gfile`, and encodes numpy images with `tf.image.encode_png`; measured for cifar10
+    with tfds 4.9.10), installed by diffjax's "prepare" extra (`pip install -e ".[prepare]"`);
+    reading a prepared dataset never needs it.
 
     Args:
       name: a tfds dataset name, optionally with config and version ("celeb_a:2.1.0").
       data_dir: where tfds keeps prepared datasets.
+      manual_dir: a directory of manually copied downloads, e.g. cifar-10-binary.tar.gz
+        (default `<data_dir>/downloads/manual`; see `prepare`).
       x_key, label_key, num_bins, in_memory, image_size: as in `from_builder`; e.g. celeb_a
         (no "label" ClassLabel, 218 x 178 images) as `label_key=None, image_size=64`.
 
     Raises:
       ValueError: `name` is not a tfds dataset, or the keys do not match its features.
+      DataError: it cannot be prepared (TensorFlow missing, download failed; see `prepare`).
     """
     try:
         builder = tfds.builder(
@@ -430,7 +501,7 @@ def from_tfds(
             "(tfds.list_builders())"
         ) from None
     return from_builder(
-        prepare(builder),
+        prepare(builder, manual_dir=manual_dir),
         x_key=x_key,
         label_key=label_key,
         num_bins=num_bins,
