@@ -51,6 +51,7 @@ FREE = (
     "optim.warmup_steps",
     "optim.grad_clip",
     "data.kwargs.data_dir",  # where the same prepared dataset lives on this machine
+    "data.kwargs.manual_dir",  # where its downloads were copied by hand
     "sample",
     "eval",
     "guidance",

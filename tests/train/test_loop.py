@@ -125,6 +125,76 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_state(tmp_path):
     assert steps == sorted(set(steps)), "history repeats steps after resume"
 
 
+def _kill_when(proc, ready, timeout=300):
+    """SIGKILLs `proc` as soon as `ready()` holds; returns False if it exited first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if ready():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.slow
+def test_chaos_repeated_sigkills_at_random_moments_end_in_the_uninterrupted_state(tmp_path):
+    """Killed six times (three of them while a checkpoint is being written, three at random
+    moments of training), resumed each time: the final state is bit-identical."""
+    config = _toy_config(num_steps=800, checkpoint_every=20, log_every=20)
+    reference = tmp_path / "reference"
+    proc = _main(reference, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+
+    rng = np.random.default_rng(0)
+    killed = tmp_path / "killed"
+    ckpt_dir = killed / "checkpoints"
+
+    def steps():
+        return (
+            sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()) if ckpt_dir.exists() else []
+        )
+
+    def saving():
+        return ckpt_dir.exists() and any("tmp" in d for d in os.listdir(ckpt_dir))
+
+    interrupted_saves = 0
+    for attempt in range(6):
+        before = steps()
+        proc = _main(killed, tmp_path / "data", config, stderr=subprocess.DEVNULL)
+        delay = rng.uniform(0.0, 1.0)
+
+        def ready(during_save=attempt % 2 == 0, before=before, delay=delay):
+            if steps() == before:  # not yet past the resume point
+                return False
+            if during_save:  # while orbax writes a checkpoint
+                return saving()
+            time.sleep(delay)  # a random moment of training
+            return True
+
+        if not _kill_when(proc, ready):
+            pytest.fail(f"launch {attempt} finished before it could be killed: use more steps")
+        interrupted_saves += saving()  # a partial checkpoint left behind
+    assert interrupted_saves >= 2, interrupted_saves
+    assert steps() and steps()[-1] < 800
+
+    proc = _main(killed, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    assert "stale lock" in err  # the last kill left its lock behind
+    config.data.kwargs.data_dir = str(tmp_path / "data")
+    a, b = _final_state(config, reference), _final_state(config, killed)
+    assert int(a.step) == int(b.step) == 800
+    jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+    jax.tree.map(np.testing.assert_array_equal, a.ema_params, b.ema_params)
+    jax.tree.map(np.testing.assert_array_equal, a.opt_state, b.opt_state)
+    history = writer.read_history(str(killed))
+    assert [h["step"] for h in history] == list(range(20, 801, 20))
+    np.testing.assert_array_equal(
+        [h["loss"] for h in history], [h["loss"] for h in writer.read_history(str(reference))]
+    )
+
+
 def test_nan_loss_stops_the_run_naming_step_and_checkpoint(tmp_path):
     config = _toy_config(num_steps=200, checkpoint_every=1)
     config.data.kwargs.data_dir = str(tmp_path / "data")
