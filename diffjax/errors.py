@@ -6,6 +6,8 @@ traceback. Each subclass also derives from the builtin a caller would catch with
 (`ConfigError` is a ValueError), so library code and tests can keep catching those.
 """
 
+from collections.abc import Iterator
+
 
 class UserError(Exception):
     """A mistake or a state of the world that the user fixes: the message says which and how."""
@@ -22,3 +24,14 @@ class DataError(UserError, RuntimeError):
 class WorkdirError(UserError, RuntimeError):
     """A workdir that cannot be used as asked: in use by another run, holding a run of another
     config, no readable checkpoint, or no space left to write in it."""
+
+
+def causes(error: BaseException | None) -> Iterator[BaseException]:
+    """`error` and the exceptions it was raised from or while handling, outermost first: where
+    a library's wrapper hides the error that explains a failure (a tensorstore ENOSPC inside an
+    orbax ValueError, a missing TensorFlow inside a tfds error)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__

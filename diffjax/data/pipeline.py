@@ -41,7 +41,7 @@ import requests
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from diffjax.errors import DataError
+from diffjax.errors import DataError, causes
 
 # TensorFlow, which tfds needs to prepare most catalogue datasets (not to read them): the
 # "prepare" extra of setup.py, pinned there to the same requirement.
@@ -371,21 +371,12 @@ def prepare(
     return builder
 
 
-def _causes(error: BaseException):
-    """`error` and the exceptions it was raised from or while handling."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        yield error
-        error = error.__cause__ or error.__context__
-
-
 def _preparation_error(
     builder: tfds.core.DatasetBuilder, manual_dir: str | None, error: Exception
 ) -> DataError | None:
     """The DataError explaining a failed `download_and_prepare`, or None for other failures."""
     downloads = builder.data_dir_root / "downloads"
-    for cause in _causes(error):
+    for cause in causes(error):
         if isinstance(cause, ImportError) and (cause.name or "").split(".")[0] == "tensorflow":
             return DataError(
                 f"preparing tfds dataset {builder.name!r} needs TensorFlow (tfds uses it to "

@@ -17,7 +17,7 @@ from absl import logging
 
 from diffjax import progress
 from diffjax.data import pipeline
-from diffjax.errors import UserError, WorkdirError
+from diffjax.errors import UserError, WorkdirError, causes
 from diffjax.train import checkpoint, experiment, outputs, runs, sharding, workdirs
 from diffjax.train.state import TrainState, make_train_step
 from diffjax.train.writer import MetricWriter
@@ -203,16 +203,13 @@ def _check_finite(values: dict[str, float], step: int, manager) -> None:
         )
 
 
-def _disk_full(error: BaseException | None) -> bool:
+def _disk_full(error: BaseException) -> bool:
     """Whether `error` (or an exception it was raised from) is a full disk: an OSError with
     ENOSPC, or tensorstore's message of one inside an orbax error."""
-    while error is not None:
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            return True
-        if "No space left on device" in str(error):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    return any(
+        (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left on device" in str(e)
+        for e in causes(error)
+    )
 
 
 def _disk_full_error(workdir: str, manager, error: BaseException) -> WorkdirError:
