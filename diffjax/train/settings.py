@@ -400,6 +400,10 @@ class EditConfig:
             raise ConfigError(f"edit.mask={self.mask!r}; valid: {', '.join(EDIT_MASKS)}")
         counts = ("num_images", "num_steps", "jump_length", "resamplings")
         _check_at_least("edit", {f: getattr(self, f) for f in counts}, 1)
+        if self.kind == "inpaint" and self.jump_length > self.num_steps:
+            raise ConfigError(
+                f"edit.jump_length={self.jump_length} must be <= edit.num_steps={self.num_steps}"
+            )
         if not 0.0 < self.known_fraction < 1.0:
             raise ConfigError(f"edit.known_fraction={self.known_fraction} must lie in (0, 1)")
         if not 0.0 < self.t0 <= 1.0:

@@ -23,6 +23,7 @@ SECTIONS = {
     "teacher": settings.TeacherConfig,
     "distill": settings.DistillConfig,
     "reflow": settings.ReflowConfig,
+    "edit": settings.EditConfig,
 }
 
 
@@ -89,6 +90,7 @@ def test_a_missing_or_extra_field_is_named():
         ("reflow", {"pair_batch_size": 0}, "reflow.pair_batch_size=0 must be >= 1"),
         ("reflow", {"eval_nfes": (2, 0)}, "reflow.eval_nfes=(2, 0) must be positive"),
         ("reflow", {"eval_nfes": ()}, "reflow.eval_nfes=() must be positive"),
+        ("edit", {"num_steps": 5}, "edit.jump_length=10 must be <= edit.num_steps=5"),
     ],
 )
 def test_bad_values_name_the_field(section, fields, message):
