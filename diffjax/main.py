@@ -77,6 +77,19 @@ def _unknown_field(error: Exception, argv: list[str]) -> ConfigError | None:
     return ConfigError(f"unknown config field {path}{hint}")
 
 
+def split_sampler_options(argv: list[str]) -> tuple[dict, list[str]]:
+    """The `--config.sample.options.NAME=VALUE` arguments of `argv` as {NAME: value} (values by
+    `_literal`), and the other arguments."""
+    options, rest = {}, []
+    for arg in argv:
+        match = _SAMPLER_OPTION.fullmatch(arg)
+        if match:
+            options[match[1]] = _literal(match[2])
+        else:
+            rest.append(arg)
+    return options, rest
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with sampler options and one-line errors.
 
@@ -85,13 +98,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     `config.sample.options` (`_literal` values); any other override of a missing field still
     fails. Every parsing failure is a ConfigError naming the flag or field.
     """
-    options, rest = {}, []
-    for arg in argv:
-        match = _SAMPLER_OPTION.fullmatch(arg)
-        if match:
-            options[match[1]] = _literal(match[2])
-        else:
-            rest.append(arg)
+    options, rest = split_sampler_options(argv)
     # config_flags reads its overrides from sys.argv itself, not from the list it parses.
     sys.argv = rest
     try:

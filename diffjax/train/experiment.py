@@ -174,6 +174,7 @@ def _sampler(recipe: Recipe, sampling: settings.SampleConfig) -> Callable:
     name = sampling.sampler or recipe.sampler
     with settings.naming("sample.sampler"):
         valid = samplers.option_names(name)
+    # samplers.get checks the names too, but only here is the config field known.
     for option in sampling.options:
         if option not in valid:
             raise ConfigError(

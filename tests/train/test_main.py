@@ -9,6 +9,8 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
+from diffjax import main as cli
+from diffjax.errors import ConfigError
 from diffjax.train import experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -51,6 +53,30 @@ def test_unknown_names_list_the_valid_ones(field, value, kind):
         section, _, name = field.rpartition(".")
         (config[section] if section else config)[name] = value
     with pytest.raises(ValueError, match=rf"unknown {kind}.*{value}.*valid"):
+        experiment.build(config)
+
+
+def test_sampler_options_are_taken_out_of_the_command_line():
+    argv = [
+        "prog",
+        "--config.sample.options.eta=0.0",
+        "--config.training.num_steps=7",
+        "--config.sample.options.predictor=ancestral",
+        "--config.sample.options.s_tmax=inf",
+        "--config.sample.options.denoise=False",
+    ]
+    options, rest = cli.split_sampler_options(argv)
+    inf = float("inf")
+    assert options == {"eta": 0.0, "predictor": "ancestral", "s_tmax": inf, "denoise": False}
+    assert rest == ["prog", "--config.training.num_steps=7"]
+
+
+def test_an_unknown_sampler_option_names_the_field_and_lists_the_valid_ones():
+    config = _parse("--config.sample.sampler=ddim")
+    with config.sample.options.unlocked():
+        config.sample.options.etaa = 0.0
+    message = "sample.options.etaa: unknown option 'etaa' of sampler 'ddim'; valid options: eta$"
+    with pytest.raises(ConfigError, match=message):
         experiment.build(config)
 
 
