@@ -1,13 +1,23 @@
 """Command line: `python -m diffjax.main --config=configs/default.py --workdir=DIR`.
 
 Override any config field: `--config.training.num_steps=200`. `config.mode` picks what to do.
+Sampler options, which depend on the sampler, are set the same way:
+`--config.sample.options.eta=0.0`; the sampler checks their names when it is built.
+
+A mistake in the command or the config (`diffjax.errors.UserError`) ends the run with one line,
+`error: <message>`, on stderr and exit status 1; `--verbosity=1` adds its traceback.
 """
+
+import ast
+import re
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from diffjax import _registry
-from diffjax.train import distill, edit, generate, loop, reflow
+from diffjax.errors import ConfigError, UserError
+from diffjax.train import distill, edit, generate, loop, reflow, settings
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file.", lock_config=True
@@ -25,18 +35,128 @@ MODES = {
     "edit": edit.edit,
 }
 
+_SAMPLER_OPTION = re.compile(r"--?config\.sample\.options\.(\w+)=(.*)", re.DOTALL)
+_CONFIG_OVERRIDE = re.compile(r"--?(no)?config\.([\w.]+)")
+_VERBOSITY = re.compile(r"--?(?:verbosity|v)=(-?\d+)")
+
+
+def _literal(text: str):
+    """A command-line value as Python: a literal (0.0, 3, True, "x", (1, 2)), a float absl would
+    also read (inf, nan), or else the string itself (`--config.sample.options.predictor=ald`)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _one_line(message: str) -> str:
+    """A multi-line absl or config_flags message (a config file's traceback) as its first and
+    last lines."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+
+
+def _unknown_field(error: Exception, argv: list[str]) -> ConfigError | None:
+    """The ConfigError of an override of a field the config does not have, or None when `error`
+    is not that. config_flags raises an AttributeError of a KeyError whose message is the
+    missing key (and a suggestion), not the override's path; the path is found in `argv`."""
+    message = error
+    while isinstance(message, BaseException) and message.args:
+        message = message.args[0]
+    key, _, hint = str(message).partition("\n")
+    key = key.strip("'\"")
+    paths = [m[2] for m in map(_CONFIG_OVERRIDE.match, argv) if m]
+    path = next((p for p in paths if key in p.split(".")), None)
+    if path is None:
+        return None
+    hint = f" ({hint[0].lower()}{hint[1:]})" if hint else ""
+    return ConfigError(f"unknown config field {path}{hint}")
+
+
+def split_sampler_options(argv: list[str]) -> tuple[dict, list[str]]:
+    """The `--config.sample.options.NAME=VALUE` arguments of `argv` as {NAME: value} (values by
+    `_literal`), and the other arguments."""
+    options, rest = {}, []
+    for arg in argv:
+        match = _SAMPLER_OPTION.fullmatch(arg)
+        if match:
+            options[match[1]] = _literal(match[2])
+        else:
+            rest.append(arg)
+    return options, rest
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with sampler options and one-line errors.
+
+    `--config.sample.options.NAME=VALUE` arguments are taken out before absl parses (the locked
+    config has no field NAME, and which names are valid depends on the sampler), then put into
+    `config.sample.options` (`_literal` values); any other override of a missing field still
+    fails. Every parsing failure is a ConfigError naming the flag or field.
+    """
+    options, rest = split_sampler_options(argv)
+    # config_flags reads its overrides from sys.argv itself, not from the list it parses.
+    sys.argv = rest
+    try:
+        unparsed = flags.FLAGS(rest)
+    except flags.Error as e:
+        raise ConfigError(_one_line(str(e))) from e
+    except (AttributeError, KeyError) as e:
+        error = _unknown_field(e, rest)
+        if error is None:
+            raise
+        raise error from e
+    try:
+        sample_options = _CONFIG.value.sample.options
+    except OSError as e:  # config_flags defers a missing config file to the first access
+        raise ConfigError(f"--config: {str(e).strip().splitlines()[-1].strip()}") from e
+    with sample_options.unlocked():
+        for name, value in options.items():
+            try:
+                sample_options[name] = value
+            except TypeError as e:  # a value of another type than the config's own option
+                raise ConfigError(f"sample.options.{name}={value!r}: {e}") from e
+    return unparsed
+
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise UserError(f"unexpected arguments {argv[1:]}: flags take the form --name=value")
     config = _CONFIG.value
-    # orbax logs every save at INFO; the progress bar and <workdir>/train_log.txt say what matters.
-    logging.set_verbosity(logging.WARNING)
-    run = _registry.lookup("mode", MODES, config.mode)
+    if flags.FLAGS.verbosity < 1:
+        # orbax logs every save at INFO; the progress bar and <workdir>/train_log.txt say what
+        # matters.
+        logging.set_verbosity(logging.WARNING)
+    with settings.naming("mode"):
+        run = _registry.lookup("mode", MODES, config.mode)
     result = run(config, _WORKDIR.value)
     if isinstance(result, dict):
         print(result)
 
 
+def _verbosity() -> int:
+    """`--verbosity`, also after a flag failed to parse before absl reached it."""
+    if flags.FLAGS.is_parsed():
+        return flags.FLAGS.verbosity
+    levels = [int(m[1]) for m in map(_VERBOSITY.fullmatch, sys.argv) if m]
+    return levels[-1] if levels else 0
+
+
+def run() -> None:
+    """`main` under absl; a UserError ends the process with `error: <message>` on one line
+    (with its traceback too at `--verbosity=1` or higher) and exit status 1."""
+    try:
+        app.run(main, flags_parser=_parse_flags)
+    except UserError as e:
+        if _verbosity() >= 1:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -9,6 +9,7 @@ start at t_0 (noise at t = 1 for most), `timesteps` an explicit decreasing grid 
 its counts with `return_stats=True`). Each loop is one `lax.scan` on device; see `base.py`.
 """
 
+import dataclasses
 import functools
 from collections.abc import Callable
 
@@ -34,13 +35,34 @@ _SAMPLERS: dict[str, Callable[..., Sampler]] = {
 }
 
 
+def option_names(name: str) -> tuple[str, ...]:
+    """The options `get(name, ...)` takes: the sampler's dataclass fields, less those its
+    registry entry fixes (`method` of euler / heun / rk4).
+
+    Raises:
+      ValueError: for an unknown name (listing the valid ones).
+    """
+    make = _registry.lookup("sampler", _SAMPLERS, name)
+    fixed = make.keywords if isinstance(make, functools.partial) else {}
+    cls = make.func if isinstance(make, functools.partial) else make
+    return tuple(f.name for f in dataclasses.fields(cls) if f.init and f.name not in fixed)
+
+
 def get(name: str, **options) -> Sampler:
     """The sampler registered as `name`, configured with `options`.
 
     Raises:
-      ValueError: for an unknown name (listing the valid ones) or invalid options.
+      ValueError: for an unknown name (listing the valid ones), an unknown option (listing the
+        sampler's options) or an invalid option value.
     """
-    return _registry.lookup("sampler", _SAMPLERS, name)(**options)
+    valid = option_names(name)
+    unknown = [option for option in options if option not in valid]
+    if unknown:
+        raise ValueError(
+            f"unknown option {unknown[0]!r} of sampler {name!r}; valid options: "
+            f"{', '.join(valid) or 'none'}"
+        )
+    return _SAMPLERS[name](**options)
 
 
 def names() -> list[str]:

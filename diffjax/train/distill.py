@@ -39,11 +39,12 @@ def distill(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs every round of progressive distillation; returns and writes distill.json.
 
     Raises:
-      ValueError: if the method's Recipe does not run in this mode (`chain_modes`), if no
-        teacher is named, or for bad `config.distill` values.
+      ConfigError: (a ValueError) if the method's Recipe does not run in this mode
+        (`chain_modes`), if no teacher is named, or for bad `config.distill` values.
     """
     exp = experiment.build(config)
-    runs.check_chain_mode(exp, "distill", "a trained run to distil")
+    with settings.naming("mode"):
+        runs.check_chain_mode(exp, "distill", "a trained run to distil")
     student_steps = settings.read(settings.DistillConfig, config.distill).student_steps
     teacher_report = _teacher_quality(exp, workdir, 2 * student_steps[0])
     rounds = []

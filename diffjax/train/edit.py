@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from diffjax import denoisers, editing
+from diffjax.errors import ConfigError
 from diffjax.train import outputs, runs, settings
 
 
@@ -31,7 +32,7 @@ def _mask(ec: settings.EditConfig, shape: tuple[int, ...], key: jax.Array) -> np
     """1 on known values, [1, *shape]: the upper half of an image, or a random subset."""
     if ec.mask == "lower_half":
         if len(shape) != 3:
-            raise ValueError(f"edit.mask='lower_half' needs images [H, W, C], got shape {shape}")
+            raise ConfigError(f"edit.mask='lower_half' needs images [H, W, C], got shape {shape}")
         known = np.zeros(shape, np.float32)
         known[: shape[0] // 2] = 1.0
     else:

@@ -18,6 +18,7 @@ import ml_collections
 from jax import Array
 
 from diffjax import data, denoisers, guidance, methods, models, processes, samplers
+from diffjax.errors import ConfigError
 from diffjax.losses import conditioning
 from diffjax.losses.base import LossFn
 from diffjax.methods.base import ApplyFn, Params, Recipe
@@ -164,19 +165,35 @@ class Experiment:
 
 
 def _sampler(recipe: Recipe, sampling: settings.SampleConfig) -> Callable:
-    """The sampler of `sampling`; the method's own sampler starts from the method's options."""
+    """The sampler of `sampling`; the method's own sampler starts from the method's options.
+
+    Raises:
+      ConfigError: for an unknown sampler, an option it does not take (naming
+        `sample.options.<name>` and listing its options) or a bad option value.
+    """
     name = sampling.sampler or recipe.sampler
+    with settings.naming("sample.sampler"):
+        valid = samplers.option_names(name)
+    # samplers.get checks the names too, but only here is the config field known.
+    for option in sampling.options:
+        if option not in valid:
+            raise ConfigError(
+                f"sample.options.{option}: unknown option {option!r} of sampler {name!r}; "
+                f"valid options: {', '.join(valid) or 'none'}"
+            )
     options = dict(recipe.sampler_options) if name == recipe.sampler else {}
     options.update(sampling.options)
-    return samplers.get(name, **options)
+    with settings.naming("sample.options"):
+        return samplers.get(name, **options)
 
 
 def build(config: ml_collections.ConfigDict) -> Experiment:
     """Builds the Experiment of `config`.
 
     Raises:
-      ValueError: for unknown names (listing the valid ones) and for bad values of the
-        trainer's sections (naming the field).
+      ConfigError: (a ValueError) for unknown names (listing the valid ones), keywords a
+        dataset, process, method or model does not take, and bad values, each naming the config
+        field.
     """
     sections = {
         "training": settings.read(settings.TrainingConfig, config.training),
@@ -184,30 +201,38 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         "sampling": settings.read(settings.SampleConfig, config.sample),
         "eval": settings.read(settings.EvalConfig, config.eval),
         "teacher": settings.read(settings.TeacherConfig, config.teacher),
-        "conditioning": settings.ConditioningConfig.of_model(config.model),
-        "guidance": settings.GuidanceConfig.of(config),
     }
+    with settings.naming("model"):
+        sections["conditioning"] = settings.ConditioningConfig.of_model(config.model)
+    with settings.naming("guidance"):
+        sections["guidance"] = settings.GuidanceConfig.of(config)
     sections["guidance"].check_model(sections["conditioning"])
     cond = sections["conditioning"]
-    dataset = data.get(config.data.name, **config.data.kwargs.to_dict())
+    with settings.naming("data"):
+        dataset = data.get(config.data.name, **config.data.kwargs.to_dict())
     cond.check_dataset(config.data.name, dataset.num_classes)
-    process = processes.get(config.process.name, **config.process.kwargs.to_dict())
-    recipe = methods.get(config.method)(process=process, **config.loss.to_dict())
-    recipe.objective.check_conditioning(cond.num_classes, cond.p_uncond)
+    with settings.naming("process"):
+        process = processes.get(config.process.name, **config.process.kwargs.to_dict())
+    with settings.naming("method"):
+        make_recipe = methods.get(config.method)
+    with settings.naming("loss"):
+        recipe = make_recipe(process=process, **config.loss.to_dict())
+        recipe.objective.check_conditioning(cond.num_classes, cond.p_uncond)
     model_kwargs = config.model.kwargs.to_dict()
     if "num_classes" in model_kwargs:
-        raise ValueError("set model.num_classes (checked against the data), not its kwargs")
+        raise ConfigError("set model.num_classes (checked against the data), not its kwargs")
     if cond.conditional:
         model_kwargs["num_classes"] = cond.num_classes
     if recipe.generative:
         outputs = {"out_channels": dataset.shape[-1] * recipe.out_channels_factor}
     elif dataset.num_classes is None:
-        raise ValueError(
+        raise ConfigError(
             f"method {config.method!r} classifies, but {config.data.name!r} has no labels"
         )
     else:
         outputs = {"num_outputs": dataset.num_classes}  # a classifier's logits
-    model = models.get(config.model.name, **outputs, **model_kwargs)
+    with settings.naming("model"):
+        model = models.get(config.model.name, **outputs, **model_kwargs)
     return Experiment(
         dataset=dataset,
         model=model,

@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from diffjax import progress
+from diffjax.errors import ConfigError
 from diffjax.evaluation import plots
 from diffjax.methods import rectified_flow
 from diffjax.train import experiment, loop, outputs, runs, settings
@@ -87,14 +88,15 @@ def reflow(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs `reflow.rounds` rounds of reflow; returns and writes reflow.json.
 
     Raises:
-      ValueError: if the method's Recipe does not run in this mode (`chain_modes`), if no
-        teacher is named, for a class-conditional model (the simulated pairs carry no labels
-        yet), or for bad `config.reflow` values.
+      ConfigError: (a ValueError) if the method's Recipe does not run in this mode
+        (`chain_modes`), if no teacher is named, for a class-conditional model (the simulated
+        pairs carry no labels yet), or for bad `config.reflow` values.
     """
     exp = experiment.build(config)
-    runs.check_chain_mode(exp, "reflow", "the trained 1-rectified flow")
+    with settings.naming("mode"):
+        runs.check_chain_mode(exp, "reflow", "the trained 1-rectified flow")
     if exp.conditioning.conditional:
-        raise ValueError(
+        raise ConfigError(
             f"mode=reflow simulates unlabelled pairs: it needs model.num_classes=0, got "
             f"model.num_classes={exp.conditioning.num_classes}"
         )

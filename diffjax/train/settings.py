@@ -1,20 +1,22 @@
 """The trainer's config sections as frozen dataclasses, each validated when it is built.
 
 `read(TrainingConfig, config.training)` turns one ConfigDict section into its typed object;
-a bad value raises a ValueError naming the config field (`training.batch_size=0 must be >= 1`),
-and a section with a missing or extra field raises a TypeError naming it. Only the edge
-(`experiment.build`, and the chain modes for their own sections) calls `read`; the rest of the
-trainer takes these objects.
+a bad value, or a section with a missing or extra field, raises a `ConfigError` (a ValueError)
+naming the field (`training.batch_size=0 must be >= 1`), which `python -m diffjax.main` prints
+as one line. Only the edge (`experiment.build`, and the chain modes for their own sections)
+calls `read`; the rest of the trainer takes these objects.
 """
 
+import contextlib
 import dataclasses
 import types
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import ml_collections
 import numpy as np
 
+from diffjax.errors import ConfigError
 from diffjax.losses.conditioning import LabelDropout
 
 OPTIMIZERS = ("adam", "adamw")
@@ -24,14 +26,45 @@ Section = TypeVar("Section")
 
 
 def read(cls: type[Section], section: ml_collections.ConfigDict) -> Section:
-    """The typed object `cls` of one config section (e.g. `config.training`)."""
-    return cls(**section.to_dict())
+    """The typed object `cls` of one config section (e.g. `config.training`).
+
+    Raises:
+      ConfigError: for a bad value, or a missing or extra field, naming the field.
+    """
+    values = section.to_dict()
+    fields = dataclasses.fields(cls)
+    valid = [f.name for f in fields]
+    extra = [name for name in values if name not in valid]
+    if extra:
+        raise ConfigError(
+            f"unknown config field {cls.section}.{extra[0]}; valid fields: {', '.join(valid)}"
+        )
+    required = (f.name for f in fields if f.default is dataclasses.MISSING)
+    missing = [name for name in required if name not in values]
+    if missing:
+        raise ConfigError(f"config field {cls.section}.{missing[0]} is missing")
+    with naming(cls.section):
+        return cls(**values)
+
+
+@contextlib.contextmanager
+def naming(field: str):
+    """Re-raises a ValueError or TypeError raised inside as a `ConfigError` prefixed with the
+    config `field` that was being read: a registry, a constructor's keywords or a dataclass
+    does not know which field of the config it was given. A ConfigError passes unchanged.
+    """
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{field}: {e}") from e
 
 
 def _check_at_least(section: str, values: Mapping[str, int], minimum: int) -> None:
     for field, value in values.items():
         if value < minimum:
-            raise ValueError(f"{section}.{field}={value} must be >= {minimum}")
+            raise ConfigError(f"{section}.{field}={value} must be >= {minimum}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +81,8 @@ class TrainingConfig:
       allow_config_change: resume although guarded fields changed (`workdirs.GUARDED`: loss
         options, batch size, seed, ...); fields that fix the checkpoints' meaning never may.
     """
+
+    section: ClassVar[str] = "training"  # its name in the config
 
     num_steps: int
     batch_size: int
@@ -80,9 +115,9 @@ class ConditioningConfig:
     def __post_init__(self):
         _check_at_least("model", {"num_classes": self.num_classes}, 0)
         if not 0.0 <= self.p_uncond < 1.0:
-            raise ValueError(f"model.p_uncond={self.p_uncond} must be in [0, 1)")
+            raise ConfigError(f"model.p_uncond={self.p_uncond} must be in [0, 1)")
         if self.p_uncond > 0.0 and not self.conditional:
-            raise ValueError(
+            raise ConfigError(
                 f"model.p_uncond={self.p_uncond} drops class labels, but model.num_classes=0 "
                 "is an unconditional model; set model.num_classes to the dataset's classes"
             )
@@ -107,12 +142,12 @@ class ConditioningConfig:
         if not self.conditional:
             return
         if dataset_num_classes is None:
-            raise ValueError(
+            raise ConfigError(
                 f"model.num_classes={self.num_classes} needs class labels, but dataset "
                 f"{dataset_name!r} has none (set model.num_classes=0)"
             )
         if self.num_classes != dataset_num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"model.num_classes={self.num_classes} must equal the {dataset_num_classes} "
                 f"classes of dataset {dataset_name!r}"
             )
@@ -128,14 +163,14 @@ class ConditioningConfig:
         if not self.conditional:
             return {k: v for k, v in batch.items() if k != "label"}
         if "label" not in batch:
-            raise ValueError(
+            raise ConfigError(
                 f"model.num_classes={self.num_classes} trains on class labels, but the batch "
                 f"holds only {sorted(batch)}"
             )
         labels = np.asarray(batch["label"])
         bad = labels[(labels < 0) | (labels >= self.num_classes)]
         if bad.size:
-            raise ValueError(
+            raise ConfigError(
                 f"a training label {int(bad[0])} lies outside [0, model.num_classes="
                 f"{self.num_classes})"
             )
@@ -158,6 +193,8 @@ class OptimConfig:
       ema_decay: EMA of the params used for sampling and evaluation, in [0, 1).
     """
 
+    section: ClassVar[str] = "optim"  # its name in the config
+
     optimizer: str
     learning_rate: float
     schedule: str
@@ -170,22 +207,22 @@ class OptimConfig:
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown optim.optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"
             )
         if self.schedule not in SCHEDULES:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown optim.schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}"
             )
         if self.learning_rate <= 0:
-            raise ValueError(f"optim.learning_rate={self.learning_rate} must be > 0")
+            raise ConfigError(f"optim.learning_rate={self.learning_rate} must be > 0")
         _check_at_least("optim", {"warmup_steps": self.warmup_steps}, 0)
         if self.weight_decay and self.optimizer != "adamw":
-            raise ValueError("optim.weight_decay needs optim.optimizer='adamw'")
+            raise ConfigError("optim.weight_decay needs optim.optimizer='adamw'")
         if self.grad_clip < 0:
-            raise ValueError(f"optim.grad_clip={self.grad_clip} must be >= 0 (0 disables)")
+            raise ConfigError(f"optim.grad_clip={self.grad_clip} must be >= 0 (0 disables)")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"optim.ema_decay={self.ema_decay} must be in [0, 1)")
+            raise ConfigError(f"optim.ema_decay={self.ema_decay} must be in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +240,8 @@ class SampleConfig:
         classifier-guided) model; () cycles through every class.
     """
 
+    section: ClassVar[str] = "sample"  # its name in the config
+
     sampler: str
     num_steps: int
     clip_x0: bool
@@ -212,12 +251,12 @@ class SampleConfig:
 
     def __post_init__(self):
         if self.num_steps < 0:
-            raise ValueError(f"sample.num_steps={self.num_steps} must be >= 0 (0: default)")
+            raise ConfigError(f"sample.num_steps={self.num_steps} must be >= 0 (0: default)")
         # Frozen all the way down: an Experiment's sampler was built from these options.
         object.__setattr__(self, "options", types.MappingProxyType(dict(self.options)))
         object.__setattr__(self, "labels", tuple(int(v) for v in self.labels))
         if any(v < 0 for v in self.labels):
-            raise ValueError(f"sample.labels={self.labels} must be class indices >= 0")
+            raise ConfigError(f"sample.labels={self.labels} must be class indices >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +275,8 @@ class EvalConfig:
       bpd_atol: Dormand-Prince absolute tolerance.
       bpd_t_min: start of the ODE (the data end).
     """
+
+    section: ClassVar[str] = "eval"  # its name in the config
 
     num_samples: int
     at_end: bool
@@ -258,6 +299,8 @@ class TeacherConfig:
       init_student: start `params["model"]` from the teacher's EMA params.
     """
 
+    section: ClassVar[str] = "teacher"  # its name in the config
+
     workdir: str
     init_student: bool
 
@@ -271,12 +314,14 @@ class DistillConfig:
       end_steps: the last student's steps (>= 1), reached by halving `start_steps`.
     """
 
+    section: ClassVar[str] = "distill"  # its name in the config
+
     start_steps: int
     end_steps: int
 
     def __post_init__(self):
         if self.end_steps < 1 or self.student_steps[-1] != self.end_steps:
-            raise ValueError(
+            raise ConfigError(
                 f"distill.start_steps={self.start_steps} must halve down to "
                 f"distill.end_steps={self.end_steps} >= 1"
             )
@@ -302,6 +347,8 @@ class ReflowConfig:
       eval_nfes: Euler step counts (each >= 1) at which every flow is scored.
     """
 
+    section: ClassVar[str] = "reflow"  # its name in the config
+
     rounds: int
     num_pairs: int
     ode_steps: int
@@ -312,7 +359,7 @@ class ReflowConfig:
         counts = ("rounds", "num_pairs", "ode_steps", "pair_batch_size")
         _check_at_least("reflow", {f: getattr(self, f) for f in counts}, 1)
         if not self.eval_nfes or min(self.eval_nfes) < 1:
-            raise ValueError(f"reflow.eval_nfes={self.eval_nfes} must be positive step counts")
+            raise ConfigError(f"reflow.eval_nfes={self.eval_nfes} must be positive step counts")
         # A config read back from config.json holds a list; the object keeps an immutable tuple.
         object.__setattr__(self, "eval_nfes", tuple(self.eval_nfes))
 
@@ -337,6 +384,8 @@ class EditConfig:
       num_points: points of each interpolation path (>= 2).
     """
 
+    section: ClassVar[str] = "edit"  # its name in the config
+
     kind: str
     num_images: int
     num_steps: int
@@ -349,17 +398,21 @@ class EditConfig:
 
     def __post_init__(self):
         if self.kind not in EDIT_KINDS:
-            raise ValueError(f"edit.kind={self.kind!r}; valid: {', '.join(EDIT_KINDS)}")
+            raise ConfigError(f"edit.kind={self.kind!r}; valid: {', '.join(EDIT_KINDS)}")
         if self.mask not in EDIT_MASKS:
-            raise ValueError(f"edit.mask={self.mask!r}; valid: {', '.join(EDIT_MASKS)}")
+            raise ConfigError(f"edit.mask={self.mask!r}; valid: {', '.join(EDIT_MASKS)}")
         counts = ("num_images", "num_steps", "jump_length", "resamplings")
         _check_at_least("edit", {f: getattr(self, f) for f in counts}, 1)
+        if self.kind == "inpaint" and self.jump_length > self.num_steps:
+            raise ConfigError(
+                f"edit.jump_length={self.jump_length} must be <= edit.num_steps={self.num_steps}"
+            )
         if not 0.0 < self.known_fraction < 1.0:
-            raise ValueError(f"edit.known_fraction={self.known_fraction} must lie in (0, 1)")
+            raise ConfigError(f"edit.known_fraction={self.known_fraction} must lie in (0, 1)")
         if not 0.0 < self.t0 <= 1.0:
-            raise ValueError(f"edit.t0={self.t0} must lie in (0, 1]")
+            raise ConfigError(f"edit.t0={self.t0} must lie in (0, 1]")
         if self.num_points < 2:
-            raise ValueError(f"edit.num_points={self.num_points} must be >= 2")
+            raise ConfigError(f"edit.num_points={self.num_points} must be >= 2")
 
 
 GUIDANCE_KINDS = ("", "classifier_free", "classifier")
@@ -385,17 +438,19 @@ class GuidanceConfig:
 
     def __post_init__(self):
         if self.kind not in GUIDANCE_KINDS:
-            raise ValueError(f"guidance.kind={self.kind!r}; valid: {GUIDANCE_KINDS}")
+            raise ConfigError(f"guidance.kind={self.kind!r}; valid: {GUIDANCE_KINDS}")
         if self.scale < 0:
-            raise ValueError(f"guidance.scale={self.scale} must be >= 0")
+            raise ConfigError(f"guidance.scale={self.scale} must be >= 0")
+        if len(self.t_interval) != 2:
+            raise ConfigError(f"guidance.t_interval={self.t_interval} must be a pair (lo, hi)")
         lo, hi = self.t_interval
         if not 0.0 <= lo <= hi <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"guidance.t_interval={tuple(self.t_interval)} needs 0 <= lo <= hi <= 1"
             )
         object.__setattr__(self, "t_interval", (float(lo), float(hi)))
         if (self.kind == "classifier") != bool(self.classifier_workdir):
-            raise ValueError(
+            raise ConfigError(
                 "guidance.classifier_workdir names the noisy classifier run exactly when "
                 f"guidance.kind='classifier' (got kind={self.kind!r}, "
                 f"classifier_workdir={self.classifier_workdir!r})"
@@ -412,7 +467,7 @@ class GuidanceConfig:
     def check_model(self, conditioning: "ConditioningConfig") -> None:
         """Raises a ValueError for classifier-free guidance of an unconditional model."""
         if self.kind == "classifier_free" and not conditioning.conditional:
-            raise ValueError(
+            raise ConfigError(
                 "guidance.kind='classifier_free' needs a conditional model trained with label "
                 "dropout (model.num_classes > 0, model.p_uncond > 0)"
             )

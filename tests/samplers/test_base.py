@@ -1,5 +1,7 @@
 """The shared sampler interface: registry, grids, and compile time independent of step count."""
 
+import dataclasses
+import re
 import time
 
 import jax
@@ -33,6 +35,21 @@ def test_registry_has_every_sampler_of_the_issue():
     assert samplers.names() == sorted(NAMES)
     with pytest.raises(ValueError, match="dpm_solver_pp"):
         samplers.get("dpm_solver++")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_options_are_the_fields_and_an_unknown_one_lists_them(name):
+    sampler = samplers.get(name)
+    valid = samplers.option_names(name)
+    for option in valid:  # each option is taken, here at its default value
+        value = getattr(sampler, option)
+        assert getattr(samplers.get(name, **{option: value}), option) == value
+    fields = {f.name for f in dataclasses.fields(sampler)}
+    assert set(valid) == fields - ({"method"} if name in ("euler", "heun", "rk4") else set())
+    listed = re.escape(", ".join(valid) or "none")
+    message = rf"unknown option 'etaa' of sampler '{name}'; valid options: {listed}$"
+    with pytest.raises(ValueError, match=message):
+        samplers.get(name, etaa=0.0)
 
 
 def _compile_seconds(sampler, num_steps):

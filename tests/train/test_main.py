@@ -1,6 +1,7 @@
 """Config loading, command-line overrides and clear errors for bad config values."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -8,6 +9,8 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
+from diffjax import main as cli
+from diffjax.errors import ConfigError
 from diffjax.train import experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,21 +56,78 @@ def test_unknown_names_list_the_valid_ones(field, value, kind):
         experiment.build(config)
 
 
-def test_unknown_mode_is_a_clear_error(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "diffjax.main",
-            f"--config={DEFAULT}",
-            f"--workdir={tmp_path}",
-            "--config.mode=trian",
-        ],
+def test_sampler_options_are_taken_out_of_the_command_line():
+    argv = [
+        "prog",
+        "--config.sample.options.eta=0.0",
+        "--config.training.num_steps=7",
+        "--config.sample.options.predictor=ancestral",
+        "--config.sample.options.s_tmax=inf",
+        "--config.sample.options.denoise=False",
+    ]
+    options, rest = cli.split_sampler_options(argv)
+    inf = float("inf")
+    assert options == {"eta": 0.0, "predictor": "ancestral", "s_tmax": inf, "denoise": False}
+    assert rest == ["prog", "--config.training.num_steps=7"]
+
+
+def test_an_unknown_sampler_option_names_the_field_and_lists_the_valid_ones():
+    config = _parse("--config.sample.sampler=ddim")
+    with config.sample.options.unlocked():
+        config.sample.options.etaa = 0.0
+    message = "sample.options.etaa: unknown option 'etaa' of sampler 'ddim'; valid options: eta$"
+    with pytest.raises(ConfigError, match=message):
+        experiment.build(config)
+
+
+def _main(*args, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, "-m", "diffjax.main", *args],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": ROOT},
         timeout=120,
     )
+
+
+# absl log lines (I0101 12:00:00.000 ...) and Python / JAX warnings may precede the error.
+_LOG_LINE = re.compile(r"^[IWE]\d{4} |warning", re.IGNORECASE)
+
+_VALID_MODES = "distill, edit, eval_bpd, evaluate, reflow, sample, train"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--config.training.num_stepz=7"],
+            'unknown config field training.num_stepz (did you mean "num_steps"',
+        ),
+        (["--config.training.num_steps=abc"], "--config.training.num_steps=abc: invalid"),
+        (
+            ["--config.sample.sampler=ddim", "--config.sample.options.etaa=0.0"],
+            "sample.options.etaa: unknown option 'etaa' of sampler 'ddim'; valid options: eta",
+        ),
+        (["--config.mode=trian"], f"unknown mode 'trian'; valid modes: {_VALID_MODES}"),
+        ([], "flag --workdir=None: Flag --workdir must have a value"),
+    ],
+    ids=["unknown_field", "bad_type", "unknown_option", "unknown_mode", "no_workdir"],
+)
+def test_a_bad_command_is_one_line_without_traceback(tmp_path, args, message):
+    workdir = [f"--workdir={tmp_path}"] if args else []  # the last case leaves it out
+    result = _main(f"--config={DEFAULT}", *workdir, *args)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert [line for line in lines if not _LOG_LINE.search(line)] == lines[-1:], result.stderr
+    assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr
+
+
+def test_verbosity_shows_the_traceback_of_a_bad_command(tmp_path):
+    result = _main(
+        f"--config={DEFAULT}", f"--workdir={tmp_path}", "--verbosity=1", "--config.mode=trian"
+    )
     assert result.returncode != 0
-    valid = "distill, edit, eval_bpd, evaluate, reflow, sample, train"
-    assert f"unknown mode 'trian'; valid modes: {valid}" in result.stderr
+    assert "Traceback" in result.stderr
+    assert "ConfigError: mode: unknown mode 'trian'" in result.stderr

@@ -1,5 +1,5 @@
-"""The typed config sections: every config builds them, and each bad value is a ValueError
-naming its config field."""
+"""The typed config sections: every config builds them, and each bad value is a ConfigError (a
+ValueError) naming its config field."""
 
 import dataclasses
 import importlib
@@ -12,6 +12,7 @@ import pytest
 
 import configs
 from configs import default, flow_matching_toy2d, flow_matching_toy2d_cond, meanflow_toy2d
+from diffjax.errors import ConfigError
 from diffjax.train import experiment, settings
 
 SECTIONS = {
@@ -22,6 +23,7 @@ SECTIONS = {
     "teacher": settings.TeacherConfig,
     "distill": settings.DistillConfig,
     "reflow": settings.ReflowConfig,
+    "edit": settings.EditConfig,
 }
 
 
@@ -48,8 +50,12 @@ def test_a_missing_or_extra_field_is_named():
     config = default.get_config()
     with config.unlocked():
         config.training.num_stepz = 3
-    with pytest.raises(TypeError, match="num_stepz"):
+    with pytest.raises(ConfigError, match=r"unknown config field training\.num_stepz; valid"):
         settings.read(settings.TrainingConfig, config.training)
+    fields = config.training.to_dict()
+    del fields["num_stepz"], fields["log_every"]
+    with pytest.raises(ConfigError, match=r"config field training\.log_every is missing"):
+        settings.read(settings.TrainingConfig, ml_collections.ConfigDict(fields))
 
 
 @pytest.mark.parametrize(
@@ -84,6 +90,7 @@ def test_a_missing_or_extra_field_is_named():
         ("reflow", {"pair_batch_size": 0}, "reflow.pair_batch_size=0 must be >= 1"),
         ("reflow", {"eval_nfes": (2, 0)}, "reflow.eval_nfes=(2, 0) must be positive"),
         ("reflow", {"eval_nfes": ()}, "reflow.eval_nfes=() must be positive"),
+        ("edit", {"num_steps": 5}, "edit.jump_length=10 must be <= edit.num_steps=5"),
     ],
 )
 def test_bad_values_name_the_field(section, fields, message):
