@@ -21,6 +21,7 @@ import ml_collections
 from jax import Array
 from jax.tree_util import Partial
 
+from diffjax.errors import ConfigError, WorkdirError
 from diffjax.methods.base import Params
 from diffjax.train import checkpoint, experiment, sharding, workdirs
 from diffjax.train.optim import learning_rate_schedule, make_optimizer
@@ -94,30 +95,30 @@ def round_config(
 
 
 def check_chain_mode(exp: experiment.Experiment, mode: str, teacher: str) -> None:
-    """Raises a ValueError unless `exp`'s recipe runs in the chained `mode` (distill, reflow)
+    """Raises a ConfigError unless `exp`'s recipe runs in the chained `mode` (distill, reflow)
     and a teacher run is named; `teacher` says what it must be.
 
     Raises:
-      ValueError: naming the method and `Recipe.chain_modes`, or the missing teacher field.
+      ConfigError: naming the method and `Recipe.chain_modes`, or the missing teacher field.
     """
     if mode not in exp.recipe.chain_modes:
-        raise ValueError(
+        raise ConfigError(
             f"mode={mode} needs a method whose Recipe supports it (chain_modes); method "
             f"{exp.recipe.name!r} does not"
         )
     if not exp.teacher.workdir:
-        raise ValueError(f"mode={mode} needs --config.teacher.workdir: {teacher}")
+        raise ConfigError(f"mode={mode} needs --config.teacher.workdir: {teacher}")
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a `mode=train` run wrote into `workdir`.
 
     Raises:
-      FileNotFoundError: if `workdir` holds no config.json.
+      WorkdirError: if `workdir` holds no config.json.
     """
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {workdir} the workdir of a trained run?")
+        raise WorkdirError(f"{path} not found: is {workdir} the workdir of a trained run?")
     with open(path) as f:
         return ml_collections.ConfigDict(json.load(f))
 
@@ -165,9 +166,9 @@ def restore_latest(
     `workdir` (an unreadable newer one is skipped with a warning, and left where it is).
 
     Raises:
-      FileNotFoundError: if `workdir` holds no complete checkpoint.
-      WorkdirError: if `config` differs from the workdir's config.json in a field that fixes
-        what the checkpoints mean (`workdirs.FIXED`), or no checkpoint can be read.
+      WorkdirError: if `workdir` holds no complete checkpoint, if `config` differs from the
+        workdir's config.json in a field that fixes what the checkpoints mean
+        (`workdirs.FIXED`), or if no checkpoint can be read.
     """
     if os.path.exists(os.path.join(workdir, CONFIG_FILE)):
         workdirs.check_compatible(load_config(workdir), config, workdir, resuming=False)
@@ -180,7 +181,7 @@ def restore_latest(
     manager = checkpoint.make_manager(workdir, exp.training.keep_checkpoints)
     try:
         if manager.latest_step() is None:
-            raise FileNotFoundError(
+            raise WorkdirError(
                 f"no checkpoint in {workdir}/checkpoints: train first with --config.mode=train"
             )
         return exp, checkpoint.restore(manager, abstract)
@@ -193,7 +194,7 @@ def attach_classifier(exp: experiment.Experiment) -> experiment.Experiment:
     `exp.classifier` when the guidance kind is "classifier"; otherwise `exp` unchanged.
 
     Raises:
-      ValueError: if that run is not a noisy classifier or its process or data differ.
+      ConfigError: if that run is not a noisy classifier or its process or data differ.
     """
     workdir = exp.guidance.classifier_workdir
     if exp.guidance.kind != "classifier":
@@ -201,12 +202,12 @@ def attach_classifier(exp: experiment.Experiment) -> experiment.Experiment:
     classifier_config = load_config(workdir)
     classifier_exp, state = restore_latest(classifier_config, workdir)
     if classifier_exp.recipe.generative:
-        raise ValueError(
+        raise ConfigError(
             f"guidance.classifier_workdir={workdir!r} holds a {classifier_exp.recipe.name!r} run, "
             "not a method=noisy_classifier run"
         )
     if classifier_exp.recipe.process != exp.recipe.process:
-        raise ValueError(
+        raise ConfigError(
             f"the classifier in guidance.classifier_workdir={workdir!r} was trained on the process "
             f"{classifier_exp.recipe.process}, the model samples {exp.recipe.process}"
         )
@@ -237,7 +238,7 @@ def load_teacher(config: ml_collections.ConfigDict, exp: experiment.Experiment) 
       exp: the student's Experiment.
 
     Raises:
-      ValueError: if the recipe needs a teacher and none is named, if the teacher's model,
+      ConfigError: if the recipe needs a teacher and none is named, if the teacher's model,
         process or data differ from `config`'s (naming the differing field), or if the teacher
         does not predict the recipe's `teacher_prediction`.
     """
@@ -245,7 +246,7 @@ def load_teacher(config: ml_collections.ConfigDict, exp: experiment.Experiment) 
     expected = exp.recipe.teacher_prediction
     if not workdir:
         if expected is not None:
-            raise ValueError(
+            raise ConfigError(
                 f"method {exp.recipe.name!r} learns from a teacher: set --config.teacher.workdir "
                 "to the workdir of a trained run"
             )
@@ -254,13 +255,13 @@ def load_teacher(config: ml_collections.ConfigDict, exp: experiment.Experiment) 
     for field in _SHARED_FIELDS:
         mine, theirs = (_comparable(c, field) for c in (config, teacher_config))
         if json.dumps(mine, sort_keys=True) != json.dumps(theirs, sort_keys=True):
-            raise ValueError(
+            raise ConfigError(
                 f"config.{field} = {mine} differs from the teacher's {theirs} in {workdir}; "
                 "a student runs its teacher's network on the same process and data"
             )
     teacher_exp, state = restore_latest(teacher_config, workdir)
     if expected is not None and teacher_exp.recipe.prediction != expected:
-        raise ValueError(
+        raise ConfigError(
             f"the recipe's teacher_prediction={expected!r} (config.loss.teacher_prediction) but "
             f"the teacher in {workdir} predicts {teacher_exp.recipe.prediction!r}"
         )

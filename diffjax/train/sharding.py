@@ -8,6 +8,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from diffjax.errors import ConfigError
+
 DATA_AXIS = "data"
 
 # Logical axis name -> mesh axis (None = replicated), the single table models refer to.
@@ -35,11 +37,11 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(global_batch_size: int, mesh: Mesh, field: str) -> None:
-    """Raises a ValueError naming the config `field` (e.g. "training.batch_size") if the global
+    """Raises a ConfigError naming the config `field` (e.g. "training.batch_size") if the global
     batch does not divide over the devices and processes."""
     n = mesh.shape[DATA_AXIS]
     if global_batch_size % n or global_batch_size % jax.process_count():
-        raise ValueError(
+        raise ConfigError(
             f"{field}={global_batch_size} must be divisible by the number of devices "
             f"({n}) and of processes ({jax.process_count()})"
         )

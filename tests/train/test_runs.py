@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs import consistency_distillation_toy2d, progressive_distillation_toy2d
+from diffjax.errors import WorkdirError
 from diffjax.train import experiment, loop, runs
 from tests.train import toy_runs
 
@@ -69,7 +70,7 @@ def test_teacher_errors_name_the_problem(tmp_path):
     config.mode = "train"
     with pytest.raises(ValueError, match="teacher.workdir"):
         loop.train(config, str(tmp_path / "no_teacher"))
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(WorkdirError, match="config.json"):
         runs.load_config(str(tmp_path / "missing"))
 
     teacher_dir = str(tmp_path / "teacher")

@@ -187,3 +187,39 @@ def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
     with workdirs.lock(str(tmp_path)):
         pass
     assert not any("stale" in r.getMessage() for r in caplog.records)
+
+
+def _cli(workdir, data_dir, *overrides):
+    """`python -m diffjax.main` on configs/ddpm_toy2d.py with the `finished` run's fields."""
+    fields = {"num_steps": 20, "log_every": 5, "checkpoint_every": 10, "batch_size": 64}
+    return subprocess.run(
+        [
+            sys.executable, "-m", "diffjax.main", f"--config={ROOT}/configs/ddpm_toy2d.py",
+            f"--workdir={workdir}", *[f"--config.training.{k}={v}" for k, v in fields.items()],
+            "--config.sample.num_samples=16", "--config.eval.at_end=False", *overrides,
+        ],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**os.environ, "PYTHONPATH": ROOT, "TFDS_DATA_DIR": str(data_dir)},
+    )  # fmt: skip
+
+
+def test_the_cli_says_in_one_line_that_a_workdir_is_taken_or_holds_another_run(finished):
+    _, workdir = finished
+    data_dir = os.path.join(os.path.dirname(workdir), "data")
+    result = _cli(workdir, data_dir, "--config.model.name=unet_tiny")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "model.name: 'mlp' -> 'unet_tiny'" in last, last
+
+    proc = _holder(workdir)
+    try:
+        result = _cli(workdir, data_dir)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"error: {workdir} is in use by pid {proc.pid}" in result.stderr.strip().splitlines()[-1]
+
+    result = _cli(workdir, data_dir)  # free again: the run resumes and finishes
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [h["step"] for h in workdirs.read_history(workdir)] == [0, 10]
