@@ -6,6 +6,12 @@ Sampler options, which depend on the sampler, are set the same way:
 
 A mistake in the command or the config (`diffjax.errors.UserError`) ends the run with one line,
 `error: <message>`, on stderr and exit status 1; `--verbosity=1` adds its traceback.
+
+Several processes (a TPU pod slice, a GPU cluster) run the same command; each starts JAX's
+distributed runtime first (`diffjax.distributed`: detected on Cloud TPU / SLURM / Open MPI /
+Kubernetes, or `--coordinator_address=HOST:PORT --num_processes=N --process_id=I`). A process
+that fails prints `error (process I of N): <message>`. SIGTERM (preemption) saves a checkpoint
+at the next step all processes agree on and exits 0; the same command resumes.
 """
 
 import ast
@@ -15,15 +21,27 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from diffjax import _registry
+from diffjax import _registry, distributed
 from diffjax.errors import ConfigError, UserError
-from diffjax.train import distill, edit, generate, loop, reflow, settings
+from diffjax.train import distill, edit, generate, loop, preemption, reflow, settings
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
 flags.mark_flags_as_required(["config", "workdir"])
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "HOST:PORT of process 0 in a multi-process run (default $DIFFJAX_COORDINATOR_ADDRESS; "
+    "unset: detected on Cloud TPU / SLURM / Open MPI / Kubernetes, else one process).",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Processes in the run (default $DIFFJAX_NUM_PROCESSES)."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index in [0, num_processes) (default $DIFFJAX_PROCESS_ID)."
+)
 
 MODES = {
     "train": loop.train,
@@ -127,6 +145,10 @@ def main(argv):
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {argv[1:]}: flags take the form --name=value")
     config = _CONFIG.value
+    # Before anything touches a device: a multi-process run must see all its devices.
+    distributed.initialize(
+        distributed.resolve(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    )
     if flags.FLAGS.verbosity < 1:
         # orbax logs every save at INFO; the progress bar and <workdir>/train_log.txt say what
         # matters.
@@ -146,15 +168,30 @@ def _verbosity() -> int:
     return levels[-1] if levels else 0
 
 
+def _process() -> str:
+    """ " (process I of N)" in a multi-process run, else ""."""
+    try:
+        import jax
+
+        count = jax.process_count() if jax.distributed.is_initialized() else 1
+        return f" (process {jax.process_index()} of {count})" if count > 1 else ""
+    except Exception:  # noqa: BLE001  (describing the failure must not fail)
+        return ""
+
+
 def run() -> None:
     """`main` under absl; a UserError ends the process with `error: <message>` on one line
-    (with its traceback too at `--verbosity=1` or higher) and exit status 1."""
+    (with its traceback too at `--verbosity=1` or higher) and exit status 1. A preempted run
+    (SIGTERM) exits 0 after its checkpoint, saying how to resume."""
     try:
         app.run(main, flags_parser=_parse_flags)
+    except preemption.Preempted as e:
+        print(f"{e}{_process()}", file=sys.stderr)
+        sys.exit(0)
     except UserError as e:
         if _verbosity() >= 1:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error{_process()}: {e}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -110,6 +110,7 @@ def bar(
     every: int | None = None,
     seconds: float = 30.0,
     disable: bool = False,
+    note: str | None = None,
 ):
     """A tqdm bar if stderr is a terminal, else a `LineProgress`; disabled off process 0.
 
@@ -121,8 +122,11 @@ def bar(
       every: in a file, a line every this many steps (else every `seconds`).
       seconds: in a file, a line at most this often when `every` is None.
       disable: report nothing.
+      note: a line printed once before the first report (what the run runs on).
     """
     disable = disable or jax.process_index() != 0
+    if note and not disable:
+        print(note, file=sys.stderr, flush=True)
     if sys.stderr.isatty():
         return tqdm(
             iterable, total=total, desc=desc, initial=initial, disable=disable, dynamic_ncols=True

@@ -21,9 +21,11 @@ generative models"; p_x from the probability-flow ODE of seed 004, "Diffusion OD
 Continuous data (num_bins None, e.g. toy2d) is stored already scaled and passed through as is.
 
 Sharding over hosts: with `shard_index` h of `shard_count` n (default `jax.process_index()` /
-`jax.process_count()`), host h takes global stream positions h, h + n, h + 2n, ... (the
-strided split of grain's `ShardOptions`), so the per-host batches of step j together are
-exactly the global batch of step j.
+`jax.process_count()`), host h takes the h-th contiguous block of b = B / n records of each
+global batch of B, so the per-host batches of step j, concatenated in process order (as
+`jax.make_array_from_process_local_data` lays them out over the mesh), are exactly the global
+batch of step j of a single process, row for row, and the iterator's position (batches read) is
+the same on every host.
 """
 
 import dataclasses
@@ -173,8 +175,11 @@ def index_batches(
     indices = grain.MapDataset.range(num_examples)
     if shuffle:
         indices = indices.shuffle(seed=seed)
-    return indices.repeat(num_epochs)[shard_index::shard_count].batch(
-        batch_size // shard_count, drop_remainder=True
+    block = batch_size // shard_count
+    return (
+        indices.repeat(num_epochs)
+        .batch(batch_size, drop_remainder=True)
+        .map(lambda batch: batch[shard_index * block : (shard_index + 1) * block])
     )
 
 

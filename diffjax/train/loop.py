@@ -15,10 +15,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from diffjax import progress
+from diffjax import distributed, progress
 from diffjax.data import pipeline
 from diffjax.errors import UserError, WorkdirError, causes
-from diffjax.train import checkpoint, experiment, outputs, runs, sharding, workdirs
+from diffjax.train import checkpoint, experiment, outputs, preemption, runs, sharding, workdirs
 from diffjax.train.state import TrainState, make_train_step
 from diffjax.train.writer import MetricWriter
 
@@ -120,7 +120,10 @@ def _train(exp, config, workdir, manager, train_arrays) -> TrainState:
         next_batch = lambda: exp.conditioning.train_batch(next(data_iterator))  # noqa: E731
     else:  # a classifier trains on the labels whatever model.num_classes says
         next_batch = lambda: dict(next(data_iterator))  # noqa: E731
-    bar = progress.bar(total=tc.num_steps, initial=start, desc="train", every=tc.log_every)
+    bar = progress.bar(
+        total=tc.num_steps, initial=start, desc="train", every=tc.log_every,
+        note=f"train on {distributed.describe()}",
+    )  # fmt: skip
     try:
         state = _run_steps(
             state,
@@ -157,32 +160,48 @@ def _run_steps(
     on_sample,
 ):  # fmt: skip
     """Steps `start + 1 .. tc.num_steps`: log, check for NaN, checkpoint, sample; `next_batch()`
-    is the host's next batch as the loss takes it (`ConditioningConfig.train_batch`)."""
+    is the host's next batch as the loss takes it (`ConditioningConfig.train_batch`).
+
+    Raises:
+      preemption.Preempted: after SIGTERM, once the checkpoint of the step every process
+        stopped at is saved.
+    """
+    writer.text(f"running on {distributed.describe()}")
+    warning = distributed.cpu_warning(sum(x.size for x in jax.tree.leaves(state.params)))
+    if warning:
+        writer.text(warning)
+        logging.warning(warning)
     # Simulated CPU devices abort when many steps with collectives are in flight; on CPU each
     # step is awaited (cheap: it also gives the progress bar and the NaN check every step).
     await_every_step = jax.devices()[0].platform == "cpu"
     window_start, window_steps = time.perf_counter(), 0
-    for step in range(start + 1, tc.num_steps + 1):
-        batch = sharding.global_batch(next_batch(), mesh)
-        state, metrics = train_step(state, batch)
-        window_steps += 1
-        is_log = step % tc.log_every == 0 or step == tc.num_steps
-        is_ckpt = step % tc.checkpoint_every == 0 or step == tc.num_steps
-        if await_every_step or is_log or is_ckpt:
-            values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            _check_finite(values, step, manager)
-            bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
-        if is_log:
-            now = time.perf_counter()
-            values["steps_per_sec"] = window_steps / (now - window_start)
-            values["learning_rate"] = float(lr(step))
-            window_start, window_steps = now, 0
-            writer.write(step, values)
-        if is_ckpt:
-            checkpoint.save(manager, state, data_iterator)
-        if tc.sample_every and step % tc.sample_every == 0:
-            on_sample(step, state)
-        bar.update(1)
+    with preemption.Preemption() as preempt:
+        for step in range(start + 1, tc.num_steps + 1):
+            batch = sharding.global_batch(next_batch(), mesh)
+            state, metrics = train_step(state, batch)
+            window_steps += 1
+            is_log = step % tc.log_every == 0 or step == tc.num_steps
+            preempted = preempt.reached(step)
+            is_ckpt = step % tc.checkpoint_every == 0 or step == tc.num_steps or preempted
+            if await_every_step or is_log or is_ckpt:
+                values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                _check_finite(values, step, manager)
+                bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+            if is_log:
+                now = time.perf_counter()
+                values["steps_per_sec"] = window_steps / (now - window_start)
+                values["learning_rate"] = float(lr(step))
+                window_start, window_steps = now, 0
+                writer.write(step, values)
+            if is_ckpt:
+                checkpoint.save(manager, state, data_iterator)
+            bar.update(1)
+            if preempted:
+                manager.wait_until_finished()
+                writer.text(f"preempted (SIGTERM) at step {step}: checkpoint saved")
+                raise preemption.Preempted(step, os.path.dirname(os.fspath(manager.directory)))
+            if tc.sample_every and step % tc.sample_every == 0:
+                on_sample(step, state)
     writer.text(f"finished step {int(state.step)}")
     return state
 
