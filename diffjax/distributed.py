@@ -16,6 +16,8 @@ A single process never starts it (`resolve` returns None).
 
 import dataclasses
 import os
+import socket
+import time
 from collections.abc import Mapping
 
 import jax
@@ -124,6 +126,10 @@ def initialize(cluster: Cluster | None, timeout_seconds: int = 300) -> None:
     """
     if cluster is None:
         return
+    if cluster.coordinator_address and cluster.process_id != 0:
+        # JAX aborts the process (SIGABRT, a C++ stack trace) when it cannot register with the
+        # coordinator; a process that cannot reach it at all gets this one-line error instead.
+        _wait_for_coordinator(cluster, timeout_seconds)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         jax.distributed.initialize(
@@ -141,6 +147,33 @@ def initialize(cluster: Cluster | None, timeout_seconds: int = 300) -> None:
             "that every process was started with the same --coordinator_address and "
             "--num_processes, and that process 0 is reachable on that port"
         ) from error
+
+
+def _wait_for_coordinator(cluster: Cluster, timeout_seconds: float) -> None:
+    """Waits until process 0's coordinator accepts TCP connections.
+
+    Raises:
+      DistributedError: if it does not within `timeout_seconds`, naming the address.
+    """
+    host, _, port = cluster.coordinator_address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(
+            f"--coordinator_address={cluster.coordinator_address!r} must be HOST:PORT"
+        )
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+            return
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise DistributedError(
+                    f"process {cluster.process_id} of {cluster.num_processes} could not reach "
+                    f"the coordinator {cluster.coordinator_address} (process 0) within "
+                    f"{timeout_seconds} s ({type(error).__name__}: {error}); start process 0 "
+                    "with the same --coordinator_address, or check the host, port and firewall"
+                ) from error
+            time.sleep(0.5)
 
 
 def describe() -> str:

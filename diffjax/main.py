@@ -42,6 +42,9 @@ _NUM_PROCESSES = flags.DEFINE_integer(
 _PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "This process's index in [0, num_processes) (default $DIFFJAX_PROCESS_ID)."
 )
+_STARTUP_TIMEOUT = flags.DEFINE_integer(
+    "startup_timeout", 300, "Seconds a multi-process run waits for all its processes to join."
+)
 
 MODES = {
     "train": loop.train,
@@ -145,14 +148,15 @@ def main(argv):
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {argv[1:]}: flags take the form --name=value")
     config = _CONFIG.value
-    # Before anything touches a device: a multi-process run must see all its devices.
-    distributed.initialize(
-        distributed.resolve(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    )
     if flags.FLAGS.verbosity < 1:
         # orbax logs every save at INFO; the progress bar and <workdir>/train_log.txt say what
         # matters.
         logging.set_verbosity(logging.WARNING)
+    # Before anything touches a device: a multi-process run must see all its devices.
+    distributed.initialize(
+        distributed.resolve(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value),
+        timeout_seconds=_STARTUP_TIMEOUT.value,
+    )
     with settings.naming("mode"):
         run = _registry.lookup("mode", MODES, config.mode)
     result = run(config, _WORKDIR.value)

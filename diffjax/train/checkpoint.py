@@ -11,6 +11,7 @@ will write those step numbers again), moves the damaged ones into
 `<workdir>/unreadable_checkpoints/` instead of deleting them.
 """
 
+import json
 import os
 import shutil
 import time
@@ -74,9 +75,42 @@ def abstract_like(state: TrainState, sharding) -> TrainState:
 
 def _restore_step(manager, step, abstract_state, data_iterator):
     items = {"state": ocp.args.StandardRestore(abstract_state)}
-    if data_iterator is not None:
+    data_dir = os.path.join(os.fspath(manager.directory), str(step), "data")
+    own = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    same_topology = os.path.exists(os.path.join(data_dir, own))
+    if data_iterator is not None and same_topology:
         items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-    return manager.restore(step, args=ocp.args.Composite(**items))["state"]
+    state = manager.restore(step, args=ocp.args.Composite(**items))["state"]
+    if data_iterator is not None and not same_topology:
+        _restore_data_across_topologies(data_dir, data_iterator)
+    return state
+
+
+def _restore_data_across_topologies(data_dir: str, data_iterator) -> None:
+    """Restores the iterator from a checkpoint written by another number of processes.
+
+    grain names each host's file `process_<i>-of-<n>.json`. The per-host pipelines read the
+    same global batches (each its block of them, `pipeline.index_batches`), so their positions
+    are equal and any host's position is every host's position in the new topology.
+
+    Raises:
+      ValueError: no iterator file, or files that disagree (a pipeline whose hosts' positions
+        are not interchangeable).
+    """
+    names = sorted(os.listdir(data_dir)) if os.path.isdir(data_dir) else []
+    names = [n for n in names if n.startswith("process_") and n.endswith(".json")]
+    if not names:
+        raise ValueError(f"no data iterator state in {data_dir}")
+    states = []
+    for name in names:
+        with open(os.path.join(data_dir, name)) as f:
+            states.append(json.load(f))
+    if any(s != states[0] for s in states):
+        raise ValueError(
+            f"the data iterator states in {data_dir} differ between the processes that wrote "
+            "them; resume with the same number of processes"
+        )
+    data_iterator.set_state(states[0])
 
 
 def _first_line(error: Exception, limit: int = 200) -> str:
