@@ -1,14 +1,18 @@
 """diffjax: the diffusion and flow-matching family in JAX/Flax.
 
 This file is the one place dependencies are declared; every version is pinned to a set measured
-to install together on CPython 3.11 (CPU, no accelerator).
+to install together on CPython 3.11 (CPU, no accelerator). The accelerator extras add JAX's own
+backend for the same jax version (`pip install -e .[tpu]` on a TPU VM, `.[cuda12]` / `.[cuda13]`
+on an NVIDIA GPU host); without one, JAX runs on the CPU and the run log says so.
 """
 
 import setuptools
 
+JAX_VERSION = "0.10.2"
+
 INSTALL_REQUIRES = [
-    "jax==0.10.2",
-    "jaxlib==0.10.2",
+    f"jax=={JAX_VERSION}",
+    f"jaxlib=={JAX_VERSION}",
     "flax==0.12.8",
     "optax==0.2.8",
     "orbax-checkpoint==0.12.8",
@@ -34,6 +38,12 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
+    # Cloud TPU VMs (v4, v5e, v5p, v6e): jax's tpu extra pins libtpu 0.0.42.* for jax 0.10.2.
+    "tpu": [f"jax[tpu]=={JAX_VERSION}"],
+    # NVIDIA GPUs: the CUDA 12 or CUDA 13 plugin with its CUDA/cuDNN/NCCL wheels (pip-installed,
+    # so only the driver must be on the host: >= 525 for CUDA 12, >= 580 for CUDA 13).
+    "cuda12": [f"jax[cuda12]=={JAX_VERSION}"],
+    "cuda13": [f"jax[cuda13]=={JAX_VERSION}"],
     "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "ruff==0.17.6"],
     "notebooks": ["jupyter==1.1.1", "nbclient==0.11.0", "ipykernel==7.4.0"],
     # TensorFlow for preparing tfds catalogue datasets (cifar10, mnist, celeb_a, ...): tfds

@@ -41,6 +41,16 @@ TINY = (
 SKIPPED = {
     # A template: <run> and DIR are placeholders for the user's config and workdir.
     "python -m diffjax.main --config=configs/<run>.py --workdir=DIR --config.mode=eval_bpd",
+    # A TPU pod slice (through gcloud), SLURM, and two GPU hosts: each needs its cluster.
+    # tests/train/test_multiprocess.py runs the coordinator flags with two processes on
+    # 127.0.0.1.
+    'python -m diffjax.main --config=configs/ddpm_cifar10.py --workdir=/mnt/shared/ddpm_cifar10"',
+    "python -m diffjax.main --config=configs/ddpm_cifar10.py --workdir=/shared/ddpm_cifar10",
+    *(
+        "python -m diffjax.main --config=configs/ddpm_cifar10.py --workdir=/shared/ddpm_cifar10 "
+        f"--coordinator_address=10.0.0.1:8476 --num_processes=2 --process_id={i}"
+        for i in (0, 1)
+    ),
 }
 
 
