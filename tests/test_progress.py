@@ -44,7 +44,7 @@ def test_disabled_prints_nothing():
 def test_bar_chooses_lines_when_stderr_is_a_file(tmp_path):
     code = (
         "from diffjax import progress\n"
-        "with progress.bar(total=100, desc='work', every=25) as p:\n"
+        "with progress.bar(total=100, desc='work', every=25, note='on cpu') as p:\n"
         "    print(type(p).__name__, flush=True)\n"
         "    for _ in range(100): p.update(1)\n"
     )
@@ -55,5 +55,6 @@ def test_bar_chooses_lines_when_stderr_is_a_file(tmp_path):
             env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=True,
         )  # fmt: skip
     assert out.stdout.strip() == "LineProgress"
-    lines = log.read_text().splitlines()
+    note, *lines = log.read_text().splitlines()
+    assert note == "on cpu"  # the note first, once
     assert [line.split()[1] for line in lines] == ["25/100", "50/100", "75/100", "100/100"]

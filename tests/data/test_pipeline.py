@@ -128,19 +128,25 @@ def test_resume_from_iterator_state_continues_exactly(ds, dequantize):
         np.testing.assert_array_equal(a["label"], b["label"])
 
 
-def test_shards_interleave_into_the_global_batch(ds):
-    """Host h takes global stream positions h, h + n, ...: per-host batches of step j, interleaved,
-    are exactly the single-host global batch of step j."""
+def test_shards_are_blocks_of_the_global_batch(ds):
+    """Host h takes the h-th block of each global batch: per-host batches of step j,
+    concatenated in host order (as make_array_from_process_local_data lays them out), are
+    exactly the single-host global batch of step j, and every host's position is the same."""
     n, steps = 4, 3
+    b = 128 // n
     single = take(ds.loader("train", 128, seed=5, shard_count=1, shard_index=0), steps)
-    shards = [
-        take(ds.loader("train", 128, seed=5, shard_count=n, shard_index=h), steps) for h in range(n)
+    iterators = [
+        iter(ds.loader("train", 128, seed=5, shard_count=n, shard_index=h)) for h in range(n)
     ]
+    shards = [[next(it) for _ in range(steps)] for it in iterators]
     for j in range(steps):
         for h in range(n):
-            assert shards[h][j]["x"].shape == (128 // n, 8, 8, 1)
-            np.testing.assert_array_equal(shards[h][j]["x"], single[j]["x"][h::n])
-            np.testing.assert_array_equal(shards[h][j]["label"], single[j]["label"][h::n])
+            assert shards[h][j]["x"].shape == (b, 8, 8, 1)
+            np.testing.assert_array_equal(shards[h][j]["x"], single[j]["x"][h * b : (h + 1) * b])
+            np.testing.assert_array_equal(
+                shards[h][j]["label"], single[j]["label"][h * b : (h + 1) * b]
+            )
+    assert all(it.get_state() == iterators[0].get_state() for it in iterators)
 
 
 def test_shards_partition_an_epoch(ds):

@@ -15,8 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from diffjax.train import checkpoint, writer
-from tests.train.test_loop import ROOT, _final_state, _toy_config
+from diffjax.train import checkpoint, experiment, runs, writer
+from tests.train.test_loop import ROOT, _toy_config
 
 
 def _free_port() -> int:
@@ -71,6 +71,19 @@ def _wait(procs, timeout=600):
         _, err = p.communicate(timeout=timeout)
         results.append((p.returncode, err))
     return results
+
+
+def _final_state(config, workdir):
+    """The newest checkpoint of `workdir` (written on 8 devices) restored onto this process's
+    one device."""
+    exp = experiment.build(config)
+    _, _, create = runs.state_constructor(exp)
+    abstract = checkpoint.abstract_like(
+        jax.eval_shape(create, jax.random.PRNGKey(config.seed)),
+        jax.sharding.SingleDeviceSharding(jax.devices()[0]),
+    )
+    manager = checkpoint.make_manager(str(workdir), config.training.keep_checkpoints)
+    return checkpoint.restore(manager, abstract)
 
 
 def _losses(workdir):
@@ -142,8 +155,11 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
             f"preempted (SIGTERM): saved the checkpoint of step {stopped} in {workdir}; run the "
             f"same command again to resume (process {index} of 2)"
         ) in err
-    data_files = sorted(os.listdir(workdir / "checkpoints" / str(stopped) / "data"))
-    assert data_files == ["process_0-of-2.json", "process_1-of-2.json"]
+    data_files = os.listdir(workdir / "checkpoints" / str(stopped) / "data")
+    assert sorted(f for f in data_files if f.endswith(".json")) == [
+        "process_0-of-2.json",
+        "process_1-of-2.json",
+    ]
 
 
 @pytest.mark.slow
@@ -191,3 +207,23 @@ def test_a_partial_set_of_process_flags_is_a_one_line_error(tmp_path):
         "error: a multi-process run needs --coordinator_address (or "
         "DIFFJAX_COORDINATOR_ADDRESS), --process_id (or DIFFJAX_PROCESS_ID) as well"
     )
+
+
+class _Iterator:
+    state = None
+
+    def set_state(self, state):
+        self.state = state
+
+
+def test_a_data_position_written_by_other_processes_is_restored_when_they_agree(tmp_path):
+    for i in (0, 1):
+        (tmp_path / f"process_{i}-of-2.json").write_text(json.dumps({"next_index": 20}))
+    it = _Iterator()
+    checkpoint._restore_data_across_topologies(str(tmp_path), it)
+    assert it.state == {"next_index": 20}
+    (tmp_path / "process_1-of-2.json").write_text(json.dumps({"next_index": 19}))
+    with pytest.raises(ValueError, match="differ between the processes.*same number"):
+        checkpoint._restore_data_across_topologies(str(tmp_path), _Iterator())
+    with pytest.raises(ValueError, match="no data iterator state"):
+        checkpoint._restore_data_across_topologies(str(tmp_path / "missing"), _Iterator())
