@@ -18,6 +18,7 @@ import ast
 import re
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -175,8 +176,6 @@ def _verbosity() -> int:
 def _process() -> str:
     """ " (process I of N)" in a multi-process run, else ""."""
     try:
-        import jax
-
         count = jax.process_count() if jax.distributed.is_initialized() else 1
         return f" (process {jax.process_index()} of {count})" if count > 1 else ""
     except Exception:  # noqa: BLE001  (describing the failure must not fail)
