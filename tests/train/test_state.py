@@ -10,8 +10,9 @@ import numpy as np
 import optax
 import pytest
 
+from configs import dit_digits
 from diffjax import models
-from diffjax.train import state
+from diffjax.train import experiment, runs, state
 
 
 def _loss(params, batch, key):
@@ -104,3 +105,19 @@ def test_each_micro_batch_gets_its_own_key_and_strided_examples():
         state.accumulate(fn, batch, key, 5)
     with pytest.raises(ValueError, match="grad_accum_steps=0"):
         state.make_train_step(_loss, optax.sgd(0.1), 0.5, grad_accum_steps=0)
+
+
+def test_a_bfloat16_accumulating_step_keeps_params_and_optimizer_state_float32():
+    config = dit_digits.get_config()
+    config.model.update({"name": "dit_tiny", "dtype": "bfloat16"})
+    config.training.grad_accum_steps = 2
+    exp = experiment.build(config)
+    optimizer, _, create = runs.state_constructor(exp)
+    st = create(jax.random.PRNGKey(0))
+    step = jax.jit(state.make_train_step(exp.make_loss(), optimizer, 0.9, grad_accum_steps=2))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (8, *exp.dataset.shape), minval=-1, maxval=1)
+    st, metrics = step(st, {"x": x})
+    for tree in (st.params, st.ema_params, st.opt_state):
+        floats = [a for a in jax.tree.leaves(tree) if jnp.issubdtype(a.dtype, jnp.floating)]
+        assert floats and {a.dtype for a in floats} == {jnp.dtype(jnp.float32)}
+    assert metrics["loss"].dtype == jnp.float32 and np.isfinite(float(metrics["loss"]))
