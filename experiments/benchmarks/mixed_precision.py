@@ -47,6 +47,15 @@ flags.DEFINE_integer("steps_per_round", 2, "timed steps of each dtype per round"
 flags.DEFINE_integer("seed", 0, "PRNG seed")
 
 DTYPES = ("float32", "bfloat16")
+NOTE = (
+    "CPUs do not accelerate bfloat16: XLA:CPU computes it through float32 conversions, so "
+    "step_ms of bfloat16 on this machine is no guide to a TPU (native bfloat16 matrix units at "
+    "twice the float32 rate, half the memory traffic) or a recent GPU. gflop counts the same "
+    "arithmetic in either dtype. temp_mbytes (the activations kept for the backward pass) is "
+    "what bfloat16 saves in memory; gbytes_accessed on CPU also counts the conversions XLA:CPU "
+    "inserts, so it need not fall here. Params, gradients and optimizer state are float32 in "
+    "both."
+)
 
 
 def _compiled_step(name: str, dtype: str, batch: dict, key):
@@ -131,14 +140,7 @@ def main(argv):
 
 def _write(results: list[dict]) -> None:
     report = {
-        "note": (
-            "CPUs do not accelerate bfloat16: XLA:CPU computes it through float32 conversions, "
-            "so step_ms of bfloat16 on this machine is no guide to a TPU (native bfloat16 "
-            "matrix units at twice the float32 rate, half the memory traffic) or a recent GPU. "
-            "gflop counts the same arithmetic in either dtype; gbytes_accessed and temp_mbytes "
-            "show the memory that bfloat16 activations save. Params, gradients and optimizer "
-            "state are float32 in both."
-        ),
+        "note": NOTE,
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
