@@ -16,7 +16,8 @@ CPUs have no bfloat16 arithmetic units: XLA:CPU converts to float32 around each 
 wall-time ratio here says nothing of a TPU (whose matrix units take bfloat16 natively, at
 twice the float32 rate and half the memory traffic) or of an Ampere-or-later GPU.
 
-Run (about 3 minutes on 2 CPU cores):
+Run (about 4 CPU-minutes, mostly compilation; 14 minutes of wall time on the shared 2-core
+machine at load average 14 that wrote mixed_precision.json):
   python experiments/benchmarks/mixed_precision.py \
       --out experiments/benchmarks/mixed_precision.json
 """
