@@ -31,6 +31,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Probability that a training label is replaced by the null class N, so the one network
     # also learns the unconditional model (classifier-free guidance training); needs N > 0.
     config.model.p_uncond = 0.0
+    # Compute dtype of the network: float32 | bfloat16. Params, optimizer state, the loss, the
+    # schedules and the samplers stay float32; bfloat16 pays off on TPUs and recent GPUs only.
+    config.model.dtype = "float32"
 
     config.process = ml_collections.ConfigDict()
     config.process.name = "ddpm_linear"  # a name in diffjax.processes
@@ -66,6 +69,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Resume although loss options, batch size, seed, Adam's betas, weight decay, EMA decay or
     # the teacher changed since the workdir's config.json (diffjax/train/workdirs.py).
     config.training.allow_config_change = False
+    # Micro-batches per optimizer step: gradients of batch_size / grad_accum_steps examples at
+    # a time are averaged, reaching a global batch larger than memory allows (must divide
+    # batch_size; each micro-batch must still divide over the devices).
+    config.training.grad_accum_steps = 1
 
     config.sample = ml_collections.ConfigDict()
     config.sample.sampler = ""  # a name in diffjax.samplers; "" uses the method's default

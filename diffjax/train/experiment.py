@@ -218,9 +218,13 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     with settings.naming("loss"):
         recipe = make_recipe(process=process, **config.loss.to_dict())
         recipe.objective.check_conditioning(cond.num_classes, cond.p_uncond)
+    with settings.naming("model"):
+        precision = settings.PrecisionConfig.of_model(config.model)
     model_kwargs = config.model.kwargs.to_dict()
     if "num_classes" in model_kwargs:
         raise ConfigError("set model.num_classes (checked against the data), not its kwargs")
+    if "dtype" in model_kwargs:
+        raise ConfigError("set model.dtype (float32 | bfloat16), not model.kwargs.dtype")
     if cond.conditional:
         model_kwargs["num_classes"] = cond.num_classes
     if recipe.generative:
@@ -232,7 +236,9 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     else:
         outputs = {"num_outputs": dataset.num_classes}  # a classifier's logits
     with settings.naming("model"):
-        model = models.get(config.model.name, **outputs, **model_kwargs)
+        model = models.get(
+            config.model.name, dtype=precision.compute_dtype, **outputs, **model_kwargs
+        )
     return Experiment(
         dataset=dataset,
         model=model,

@@ -65,6 +65,9 @@ def _train(exp, config, workdir, manager, train_arrays) -> TrainState:
     tc = exp.training
     mesh = sharding.make_mesh()
     sharding.check_batch_size(tc.batch_size, mesh, "training.batch_size")
+    if tc.grad_accum_steps > 1:  # each micro-batch, not only the whole batch, spans the devices
+        field = "training.batch_size / training.grad_accum_steps"
+        sharding.check_batch_size(tc.micro_batch_size, mesh, field)
     replicated = sharding.replicated(mesh)
     resuming = bool(manager.all_steps())
     stored_path = os.path.join(workdir, runs.CONFIG_FILE)
@@ -78,7 +81,9 @@ def _train(exp, config, workdir, manager, train_arrays) -> TrainState:
     optimizer, lr, create = runs.state_constructor(exp, runs.load_teacher(config, exp))
     loss_fn = exp.make_loss()
     train_step = jax.jit(
-        make_train_step(loss_fn, optimizer, exp.optim.ema_decay, exp.recipe.update_frozen),
+        make_train_step(
+            loss_fn, optimizer, exp.optim.ema_decay, exp.recipe.update_frozen, tc.grad_accum_steps
+        ),
         in_shardings=(replicated, sharding.batch_sharding(mesh)),
         out_shardings=(replicated, replicated),
         donate_argnums=0,

@@ -217,12 +217,13 @@ def attach_classifier(exp: experiment.Experiment) -> experiment.Experiment:
 
 def _comparable(config: ml_collections.ConfigDict, field: str) -> dict:
     """config[field] as a dict, without where the data is stored (hosts may differ in that) and
-    without the training-only label dropout `model.p_uncond`."""
+    without the training-only label dropout `model.p_uncond` and the compute `model.dtype`."""
     value = config[field].to_dict()
     if field == "model":
         # The network is the same whatever labels it was trained with; older runs are
-        # unconditional.
+        # unconditional. Its float32 params run in any compute dtype.
         value.pop("p_uncond", None)
+        value.pop("dtype", None)
         value.setdefault("num_classes", 0)
     if field == "data":
         value["kwargs"] = {k: v for k, v in value["kwargs"].items() if k != "data_dir"}

@@ -13,6 +13,7 @@ import types
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -20,6 +21,8 @@ from diffjax.errors import ConfigError
 from diffjax.losses.conditioning import LabelDropout
 
 OPTIMIZERS = ("adam", "adamw")
+# `config.model.dtype` -> the networks' compute dtype (their params stay float32).
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 SCHEDULES = ("constant", "cosine")
 
 Section = TypeVar("Section")
@@ -80,6 +83,10 @@ class TrainingConfig:
       sample_every: steps between sample grids; 0 disables.
       allow_config_change: resume although guarded fields changed (`workdirs.GUARDED`: loss
         options, batch size, seed, ...); fields that fix the checkpoints' meaning never may.
+      grad_accum_steps: micro-batches per optimizer step (>= 1, dividing `batch_size`): the
+        step averages their gradients, so `batch_size` stays the batch of one update while
+        only `batch_size / grad_accum_steps` examples are in memory at once. Defaults to 1
+        for a config.json written before the field existed.
     """
 
     section: ClassVar[str] = "training"  # its name in the config
@@ -91,11 +98,22 @@ class TrainingConfig:
     keep_checkpoints: int
     sample_every: int
     allow_config_change: bool = False
+    grad_accum_steps: int = 1
 
     def __post_init__(self):
-        counts = ("num_steps", "batch_size", "log_every", "checkpoint_every")
+        counts = ("num_steps", "batch_size", "log_every", "checkpoint_every", "grad_accum_steps")
         _check_at_least("training", {f: getattr(self, f) for f in counts}, 1)
         _check_at_least("training", {"sample_every": self.sample_every}, 0)
+        if self.batch_size % self.grad_accum_steps:
+            raise ConfigError(
+                f"training.batch_size={self.batch_size} must be divisible by "
+                f"training.grad_accum_steps={self.grad_accum_steps}"
+            )
+
+    @property
+    def micro_batch_size(self) -> int:
+        """Examples per micro-batch: what one forward and backward pass holds in memory."""
+        return self.batch_size // self.grad_accum_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +193,39 @@ class ConditioningConfig:
                 f"{self.num_classes})"
             )
         return dict(batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionConfig:
+    """`config.model.dtype`: the network's compute dtype.
+
+    Parameters, gradients and optimizer state stay float32 whatever it is (Flax casts each
+    layer's float32 params to `dtype` where it computes); the models keep normalisation
+    statistics and the attention softmax in float32 and return float32, so losses, schedules
+    and samplers never see bfloat16.
+
+    Attributes:
+      dtype: a name in `COMPUTE_DTYPES`: "float32", or "bfloat16" (fast on TPUs and recent
+        GPUs; CPUs do not accelerate it).
+    """
+
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.dtype not in COMPUTE_DTYPES:
+            raise ConfigError(
+                f"unknown model.dtype {self.dtype!r}; valid: {', '.join(COMPUTE_DTYPES)}"
+            )
+
+    @classmethod
+    def of_model(cls, model: ml_collections.ConfigDict) -> "PrecisionConfig":
+        """Reads `config.model` (a config.json written before the field existed is float32)."""
+        return cls(str(model.get("dtype", "float32")))
+
+    @property
+    def compute_dtype(self) -> Any:
+        """The jnp dtype the models take as `dtype`."""
+        return COMPUTE_DTYPES[self.dtype]
 
 
 @dataclasses.dataclass(frozen=True)

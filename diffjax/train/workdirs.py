@@ -11,10 +11,11 @@ config history.
               network's prediction, the optimizer): a changed one is an error, start a new
               workdir;
     guarded   legitimate changes that alter what the rest of the run computes (loss options,
-              batch size, seed, Adam's betas, weight decay, EMA decay, the teacher): an error
-              unless `--config.training.allow_config_change=True`;
+              batch size, gradient accumulation, seed, Adam's betas, weight decay, EMA decay,
+              the teacher): an error unless `--config.training.allow_config_change=True`;
     free      bookkeeping and what is done with the state (number of steps, learning rate and
-              schedule, logging, sampling, evaluation, the mode): always allowed.
+              schedule, compute precision, logging, sampling, evaluation, the mode): always
+              allowed.
   Every launch appends what changed to `<workdir>/config_history.jsonl`.
 """
 
@@ -52,6 +53,8 @@ FREE = (
     "optim.grad_clip",
     "data.kwargs.data_dir",  # where the same prepared dataset lives on this machine
     "data.kwargs.manual_dir",  # where its downloads were copied by hand
+    # Compute precision only: the saved params and optimizer state are float32 either way.
+    "model.dtype",
     "sample",
     "eval",
     "guidance",
@@ -63,6 +66,11 @@ GUARDED = (
     "seed",
     "loss",
     "training.batch_size",
+    # Equal to the big batch only in expectation: each micro-batch draws its own noise (the
+    # continued run is no longer the uninterrupted one), and losses that couple the examples
+    # of a batch (OT-CFM's minibatch pairing) then couple fewer of them. Guarded, not fixed:
+    # a run moved to machines with less memory continues with allow_config_change.
+    "training.grad_accum_steps",
     "optim.b1",
     "optim.b2",
     "optim.weight_decay",
@@ -72,7 +80,12 @@ GUARDED = (
 )
 FIXED = ("method", "model", "process", "data", "optim.optimizer", "loss.prediction")
 # Values of fields a config.json written before they existed had implicitly.
-_IMPLIED = {"model.num_classes": 0, "model.p_uncond": 0.0}
+_IMPLIED = {
+    "model.num_classes": 0,
+    "model.p_uncond": 0.0,
+    "model.dtype": "float32",
+    "training.grad_accum_steps": 1,
+}
 _ABSENT = "<absent>"
 
 

@@ -292,3 +292,46 @@ def test_a_conditional_digits_run_samples_every_class_and_scores_them(tmp_path):
     assert samples.shape == (20, 8, 8, 1) and np.all(np.isfinite(samples))
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert 0.0 <= metrics["classifier_accuracy_on_labels"] <= 1.0
+
+
+def test_accumulating_run_trains_and_resumes_to_the_uninterrupted_state(tmp_path):
+    """training.grad_accum_steps=2 through the trainer: the loss falls, stays finite, and a run
+    stopped at a checkpoint continues to the uninterrupted run's params."""
+    config = _toy_config(num_steps=40, log_every=1, checkpoint_every=20, grad_accum_steps=2)
+    config.data.kwargs.data_dir = str(tmp_path / "data")
+    config.optim.update({"schedule": "constant", "warmup_steps": 0})  # independent of num_steps
+    straight = loop.train(config, str(tmp_path / "straight"))
+    losses = [h["loss"] for h in writer.read_history(str(tmp_path / "straight"))]
+    assert len(losses) == 40 and np.all(np.isfinite(losses))
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:3]), losses  # from ~1: eps^2
+
+    loop.train(runs.derive(config, **{"training.num_steps": 20}), str(tmp_path / "resumed"))
+    resumed = loop.train(config, str(tmp_path / "resumed"))
+    assert int(resumed.step) == int(straight.step) == 40
+    jax.tree.map(np.testing.assert_array_equal, straight.params, resumed.params)
+    jax.tree.map(np.testing.assert_array_equal, straight.opt_state, resumed.opt_state)
+
+
+def test_micro_batches_that_do_not_split_over_the_devices_are_a_one_line_error(tmp_path):
+    config = _toy_config(batch_size=64, grad_accum_steps=16)  # micro-batches of 4, 8 devices
+    proc = _main(tmp_path / "run", tmp_path / "data", config, devices=8, stderr=subprocess.PIPE)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert b"training.batch_size / training.grad_accum_steps=4 must be divisible" in err, err
+
+
+@pytest.mark.slow
+def test_accumulation_on_eight_devices_gives_the_losses_of_one(tmp_path):
+    """Strided micro-batches of a batch sharded over 8 devices: the same numbers as 1 device."""
+    config = _toy_config(num_steps=20, grad_accum_steps=2)
+    histories = []
+    for devices in (1, 8):
+        workdir = tmp_path / f"run{devices}"
+        proc = _main(
+            workdir, tmp_path / "data", config, devices=devices, stderr=subprocess.PIPE, text=True
+        )
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        histories.append([h["loss"] for h in writer.read_history(str(workdir))])
+    assert len(histories[0]) == 4
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-4)

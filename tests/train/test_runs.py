@@ -53,6 +53,7 @@ def test_teacher_is_the_ema_network_of_a_finished_run(tmp_path):
     config = toy_runs.tiny(consistency_distillation_toy2d.get_config(), data, steps=2)
     config.eval.at_end = False
     config.teacher.workdir = teacher_dir
+    config.model.dtype = "bfloat16"  # a float32 teacher's params run in the student's dtype
     state = loop.train(config, str(tmp_path / "cd"))
     for got, want in zip(
         jax.tree.leaves(state.frozen["teacher"]),

@@ -6,6 +6,7 @@ import importlib
 import pkgutil
 import re
 
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
@@ -66,6 +67,12 @@ def test_a_missing_or_extra_field_is_named():
         ("training", {"log_every": 0}, "training.log_every=0 must be >= 1"),
         ("training", {"checkpoint_every": 0}, "training.checkpoint_every=0 must be >= 1"),
         ("training", {"sample_every": -1}, "training.sample_every=-1 must be >= 0"),
+        ("training", {"grad_accum_steps": 0}, "training.grad_accum_steps=0 must be >= 1"),
+        (
+            "training",
+            {"batch_size": 128, "grad_accum_steps": 3},
+            "training.batch_size=128 must be divisible by training.grad_accum_steps=3",
+        ),
         ("optim", {"optimizer": "sgdx"}, "unknown optim.optimizer 'sgdx'; valid: adam, adamw"),
         ("optim", {"schedule": "linear"}, "unknown optim.schedule 'linear'; valid: constant"),
         ("optim", {"learning_rate": 0.0}, "optim.learning_rate=0.0 must be > 0"),
@@ -98,6 +105,26 @@ def test_bad_values_name_the_field(section, fields, message):
     config[section].update(fields)
     with pytest.raises(ValueError, match=re.escape(message)):
         settings.read(SECTIONS[section], config[section])
+
+
+def test_model_dtype_is_the_networks_compute_dtype_and_old_configs_are_float32():
+    config = default.get_config()
+    assert experiment.build(config).model.dtype == jnp.float32
+    config.model.dtype = "bfloat16"
+    exp = experiment.build(config)
+    assert exp.model.dtype == jnp.bfloat16 and exp.model.param_dtype == jnp.float32
+    config.model.dtype = "float16"
+    with pytest.raises(ConfigError, match="unknown model.dtype 'float16'; valid: float32, bf"):
+        experiment.build(config)
+    config.model.dtype = "float32"
+    config.model.kwargs.dtype = "bfloat16"
+    with pytest.raises(ConfigError, match="set model.dtype .* not model.kwargs.dtype"):
+        experiment.build(config)
+    old = default.get_config().to_dict()  # a config.json written before the fields existed
+    del old["model"]["dtype"], old["training"]["grad_accum_steps"]
+    exp = experiment.build(ml_collections.ConfigDict(old))
+    assert exp.model.dtype == jnp.float32 and exp.training.grad_accum_steps == 1
+    assert exp.training.micro_batch_size == exp.training.batch_size
 
 
 def test_distill_halves_from_start_to_end():

@@ -41,6 +41,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
         ("sample.options.eta", "free"),
         ("eval.num_samples", "free"),
         ("mode", "free"),
+        ("model.dtype", "free"),
+        ("training.grad_accum_steps", "guarded"),
     ],
 )
 def test_every_field_has_a_kind(field, kind):
@@ -61,6 +63,7 @@ def test_changes_compare_a_config_with_its_json_and_older_configs():
     assert workdirs.changes(stored.to_dict(), config.to_dict()) == {}
     old = config.to_dict()
     del old["model"]["num_classes"], old["model"]["p_uncond"]  # written before they existed
+    del old["model"]["dtype"], old["training"]["grad_accum_steps"]
     assert workdirs.changes(old, config.to_dict()) == {}
     new = runs.derive(config, **{"training.num_steps": 7, "data.kwargs.data_dir": "/d"})
     assert workdirs.changes(config.to_dict(), new.to_dict()) == {
