@@ -1,6 +1,7 @@
 """What a run leaves in its workdir besides checkpoints: sample grids and arrays, the loss
 curve, and metrics.json with the offline sample-quality figures."""
 
+import functools
 import json
 import os
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from diffjax.evaluation import plots
 from diffjax.evaluation.sample_quality import SampleQuality
-from diffjax.train import writer
+from diffjax.train import sharding, writer
 
 
 def save_samples(workdir: str, name: str, x: np.ndarray, num_cols: int | None = None) -> str:
@@ -79,6 +80,18 @@ def quality_ruler(exp, workdir: str) -> SampleQuality:
     )
 
 
+def sampler(exp, num_samples: int):
+    """`exp.sample` of `num_samples` jitted as `(params, key) -> x`: the draws are split over
+    the mesh's data x fsdp devices (`sharding.sample_sharding`), then gathered onto every
+    device, so each host can read them."""
+    mesh = sharding.make_mesh(exp.mesh)
+    draw = jax.jit(
+        functools.partial(exp.sample, num_samples=num_samples),
+        out_shardings=sharding.sample_sharding(mesh, num_samples),
+    )
+    return lambda params, key: sharding.gather(draw(params, key), mesh)
+
+
 def evaluate_sample_quality(exp, state, workdir: str, num_samples: int) -> dict:
     """Frechet distance of `num_samples` EMA samples (key `exp.seed + 1`) to the test split, next
     to the floor (train vs test) and the ceiling (noise), written to `<workdir>/metrics.json`.
@@ -88,7 +101,7 @@ def evaluate_sample_quality(exp, state, workdir: str, num_samples: int) -> dict:
     were drawn for (`Experiment.sample_labels`), next to its own test accuracy.
     """
     quality = quality_ruler(exp, workdir)
-    sample = jax.jit(lambda p, k: exp.sample(p, k, num_samples))
+    sample = sampler(exp, num_samples)
     x = np.asarray(sample(state.ema_params, jax.random.PRNGKey(exp.seed + 1)))
     report = {"step": int(state.step), **quality.report(x)}
     labels = exp.sample_labels(num_samples)
