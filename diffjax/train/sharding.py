@@ -73,7 +73,11 @@ def sample_sharding(mesh: Mesh, num_samples: int) -> NamedSharding:
 def gather(x: jax.Array, mesh: Mesh) -> jax.Array:
     """`x` replicated on every device of `mesh` (an all-gather of a split array), so that every
     host can read all of it."""
-    return jax.jit(lambda a: a, out_shardings=replicated(mesh))(x)
+    return jax.jit(_identity, out_shardings=replicated(mesh))(x)
+
+
+def _identity(x):  # one function, so that jit's caches hold one compilation per shape
+    return x
 
 
 def batch_size_of(mesh: Mesh) -> int:

@@ -195,11 +195,13 @@ def test_fsdp_checkpoint_on_8_devices_continues_on_4_data_parallel(tmp_path, ref
 
 
 _SHARDED_STATE = """
+import functools
 import jax
 from configs import ddpm_toy2d
 from diffjax.train import experiment, runs, sharding
 config = ddpm_toy2d.get_config()
 config.mesh.data, config.mesh.fsdp = 2, 4
+config.sample.num_steps = 4
 exp = experiment.build(config)
 mesh = sharding.make_mesh(exp.mesh)
 _, _, create = runs.state_constructor(exp)
@@ -211,11 +213,18 @@ for tree in (state.params, state.ema_params, state.opt_state[1][0].mu):
     assert kernel.addressable_shards[0].data.shape == (256, 64)
 bias = state.params["model"]["Dense_3"]["bias"]
 assert bias.sharding.is_fully_replicated
+# sampling splits its 16 draws: each device runs the network on 2 of them
+draw = jax.jit(
+    functools.partial(exp.sample, num_samples=16),
+    out_shardings=sharding.sample_sharding(mesh, 16),
+)
+hlo = draw.lower(state.ema_params, jax.random.PRNGKey(1)).compile().as_text()
+assert "f32[2,256]" in hlo and "f32[16,256]" not in hlo
 print("ok")
 """
 
 
-def test_parameters_ema_and_adam_moments_are_born_split_over_fsdp():
+def test_state_is_born_split_over_fsdp_and_sampling_splits_its_draws():
     env = {
         **os.environ,
         "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
