@@ -20,8 +20,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> dict:
     `samples/sample_<sampler>_<steps>.{png,npz,json}` and returns the JSON (NFE, seconds)."""
     exp, state = runs.restore_latest(config, workdir)
     mesh = sharding.make_mesh(exp.mesh)
-    n = exp.sampling.num_samples
-    fn = jax.jit(lambda p, k: exp.sample(p, k, n), out_shardings=sharding.sample_sharding(mesh, n))
+    fn = outputs.sample_function(exp, mesh, exp.sampling.num_samples)
     key = jax.random.PRNGKey(exp.seed)
     start = time.perf_counter()
     compiled = fn.lower(state.ema_params, key).compile()

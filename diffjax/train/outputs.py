@@ -1,7 +1,6 @@
 """What a run leaves in its workdir besides checkpoints: sample grids and arrays, the loss
 curve, and metrics.json with the offline sample-quality figures."""
 
-import functools
 import json
 import os
 
@@ -85,11 +84,20 @@ def sampler(exp, num_samples: int):
     the mesh's data x fsdp devices (`sharding.sample_sharding`), then gathered onto every
     device, so each host can read them."""
     mesh = sharding.make_mesh(exp.mesh)
-    draw = jax.jit(
-        functools.partial(exp.sample, num_samples=num_samples),
-        out_shardings=sharding.sample_sharding(mesh, num_samples),
-    )
+    draw = sample_function(exp, mesh, num_samples)
     return lambda params, key: sharding.gather(draw(params, key), mesh)
+
+
+def sample_function(exp, mesh, num_samples: int):
+    """`exp.sample` jitted with its draws split over data x fsdp. The params enter replicated
+    (one all-gather of the EMA params per call): with fsdp-split weights XLA would otherwise
+    split the activations over fsdp's features instead of the draws."""
+
+    def draw(params, key):
+        params = jax.lax.with_sharding_constraint(params, sharding.replicated(mesh))
+        return exp.sample(params, key, num_samples)
+
+    return jax.jit(draw, out_shardings=sharding.sample_sharding(mesh, num_samples))
 
 
 def evaluate_sample_quality(exp, state, workdir: str, num_samples: int) -> dict:

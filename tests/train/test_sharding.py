@@ -147,6 +147,8 @@ def _final_state(config, workdir, data_dir):
     exp = experiment.build(config)
     _, _, create = runs.state_constructor(exp)
     abstract = jax.eval_shape(create, jax.random.PRNGKey(config.seed))
+    # onto this process's one device, whatever mesh wrote the checkpoint
+    abstract = checkpoint.abstract_like(abstract, sharding.replicated(sharding.make_mesh()))
     manager = checkpoint.make_manager(str(workdir), config.training.keep_checkpoints)
     try:
         return checkpoint.restore(manager, abstract)
@@ -195,10 +197,9 @@ def test_fsdp_checkpoint_on_8_devices_continues_on_4_data_parallel(tmp_path, ref
 
 
 _SHARDED_STATE = """
-import functools
 import jax
 from configs import ddpm_toy2d
-from diffjax.train import experiment, runs, sharding
+from diffjax.train import experiment, outputs, runs, sharding
 config = ddpm_toy2d.get_config()
 config.mesh.data, config.mesh.fsdp = 2, 4
 config.sample.num_steps = 4
@@ -214,10 +215,7 @@ for tree in (state.params, state.ema_params, state.opt_state[1][0].mu):
 bias = state.params["model"]["Dense_3"]["bias"]
 assert bias.sharding.is_fully_replicated
 # sampling splits its 16 draws: each device runs the network on 2 of them
-draw = jax.jit(
-    functools.partial(exp.sample, num_samples=16),
-    out_shardings=sharding.sample_sharding(mesh, 16),
-)
+draw = outputs.sample_function(exp, mesh, 16)
 hlo = draw.lower(state.ema_params, jax.random.PRNGKey(1)).compile().as_text()
 assert "f32[2,256]" in hlo and "f32[16,256]" not in hlo
 print("ok")
