@@ -74,6 +74,11 @@ def get_config() -> ml_collections.ConfigDict:
     # batch_size; each micro-batch must still divide over the devices).
     config.training.grad_accum_steps = 1
 
+    # Device mesh: the batch splits over data x fsdp, parameters and optimizer state over fsdp
+    # (diffjax/train/sharding.py); -1 takes the remaining devices. A checkpoint restores onto
+    # any mesh, so this may change on resume.
+    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
+
     config.sample = ml_collections.ConfigDict()
     config.sample.sampler = ""  # a name in diffjax.samplers; "" uses the method's default
     config.sample.num_steps = 100  # sampler steps (a subsequence of the T = 1000); 0: default

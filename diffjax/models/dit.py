@@ -32,6 +32,8 @@ from diffjax.models.layers import (
     TimeEmbedding,
     broadcast_times,
     check_cond,
+    dense,
+    logical,
 )
 
 _xavier = nn.initializers.xavier_uniform()
@@ -82,16 +84,19 @@ class DiTBlock(nn.Module):
         """z: [B, N, D], c: [B, D] -> [B, N, D]."""
         d = z.shape[-1]
         dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        mod = nn.Dense(6 * d, kernel_init=_zeros, name="adaLN", **dt)(nn.silu(c))  # [B, 6D]
+        ada = dense(6 * d, "embed", "mlp", kernel_init=_zeros, name="adaLN", **dt)
+        mod = ada(nn.silu(c))  # [B, 6D]
         shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(mod, 6, axis=-1)
         h = SelfAttention(
             self.num_heads, out_kernel_init=_xavier, qkv_kernel_init=_xavier, name="attn", **dt
         )(_modulate(z, shift1, scale1))
         z = z + gate1[:, None, :] * h
-        h = nn.Dense(int(self.mlp_ratio * d), kernel_init=_xavier, name="mlp_in", **dt)(
-            _modulate(z, shift2, scale2)
+        width = int(self.mlp_ratio * d)
+        mlp_in = dense(width, "embed", "mlp", kernel_init=_xavier, name="mlp_in", **dt)
+        h = mlp_in(_modulate(z, shift2, scale2))
+        h = dense(d, "mlp", "embed", kernel_init=_xavier, name="mlp_out", **dt)(
+            nn.gelu(h, approximate=True)
         )
-        h = nn.Dense(d, kernel_init=_xavier, name="mlp_out", **dt)(nn.gelu(h, approximate=True))
         return z + gate2[:, None, :] * h
 
 
@@ -145,7 +150,8 @@ class DiT(nn.Module):
         dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         grid = hgt // p
 
-        z = nn.Conv(d, (p, p), strides=(p, p), kernel_init=_patch_init, name="patch", **dt)(
+        patch_init = logical(_patch_init, None, None, None, "embed")
+        z = nn.Conv(d, (p, p), strides=(p, p), kernel_init=patch_init, name="patch", **dt)(
             x.astype(self.dtype)
         ).reshape(b, grid * grid, d)  # [B, N, D]
         z = z + jnp.asarray(sincos_position_embedding(d, grid), self.dtype)[None]
@@ -163,9 +169,11 @@ class DiT(nn.Module):
             2 if self.learn_sigma else 1
         )
         shift, scale = jnp.split(
-            nn.Dense(2 * d, kernel_init=_zeros, name="final_adaLN", **dt)(nn.silu(c)), 2, -1
+            dense(2 * d, "embed", "mlp", kernel_init=_zeros, name="final_adaLN", **dt)(nn.silu(c)),
+            2,
+            -1,
         )
-        z = nn.Dense(p * p * out, kernel_init=_zeros, name="final", **dt)(
+        z = dense(p * p * out, "embed", None, kernel_init=_zeros, name="final", **dt)(
             _modulate(z, shift, scale)
         )  # [B, N, p p out]
         z = z.reshape(b, grid, grid, p, p, out).transpose(0, 1, 3, 2, 4, 5)

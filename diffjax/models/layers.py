@@ -28,6 +28,20 @@ import jax.numpy as jnp
 from jax import Array
 
 Dtype = Any
+_lecun = nn.initializers.lecun_normal()
+
+
+def logical(init: nn.initializers.Initializer, *names: str | None) -> nn.initializers.Initializer:
+    """`init` whose parameter carries the logical names of its axes (None: never split), which
+    `diffjax.train.sharding.LOGICAL_AXIS_RULES` maps to mesh axes. `nn.meta.unbox` of the
+    initialised tree gives the plain arrays the rest of the library sees."""
+    return nn.with_logical_partitioning(init, names)
+
+
+def dense(features: int, *names: str | None, kernel_init=_lecun, **kwargs) -> nn.Dense:
+    """nn.Dense whose kernel [in, out] has the logical axis names `names`."""
+    return nn.Dense(features, kernel_init=logical(kernel_init, *names), **kwargs)
+
 
 # Fixed seed of the Gaussian Fourier frequencies: constants of the architecture, not params,
 # so they take no optimizer state and no weight decay and are the same in every run.
@@ -122,9 +136,9 @@ class TimeEmbedding(nn.Module):
             e = sinusoidal_embedding(t0, self.freq_dim)
         else:
             raise ValueError(f"time embedding {self.kind=} must be one of {sorted(EMBEDDINGS)}")
-        dense = dict(kernel_init=self.kernel_init, dtype=self.dtype, param_dtype=self.param_dtype)
-        h = nn.Dense(self.features, name="dense_0", **dense)(e)
-        out = nn.Dense(self.features, name="dense_1", **dense)(nn.silu(h))  # [B, features]
+        kw = dict(kernel_init=self.kernel_init, dtype=self.dtype, param_dtype=self.param_dtype)
+        h = dense(self.features, None, "embed", name="dense_0", **kw)(e)
+        out = dense(self.features, "embed", None, name="dense_1", **kw)(nn.silu(h))  # [B, features]
         for k in range(1, columns.shape[1]):
             out = out + self.clone(name=f"column_{k}", parent=self)(columns[:, k])
         return out
@@ -155,7 +169,7 @@ class LabelEmbedding(nn.Module):
         table = nn.Embed(
             self.num_classes + 1,
             self.features,
-            embedding_init=self.embedding_init,
+            embedding_init=logical(self.embedding_init, "classes", "embed"),
             param_dtype=self.param_dtype,
             name="table",
         )
@@ -189,8 +203,10 @@ class SelfAttention(nn.Module):
         b, l, d = x.shape
         if d % self.num_heads:
             raise ValueError(f"token width {d} must divide by num_heads={self.num_heads}")
-        qkv = nn.Dense(
+        qkv = dense(
             3 * d,
+            "embed",
+            "mlp",
             kernel_init=self.qkv_kernel_init,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
@@ -198,8 +214,10 @@ class SelfAttention(nn.Module):
         )(x)  # [B, L, 3D]
         q, k, v = jnp.split(qkv.reshape(b, l, 3, self.num_heads, d // self.num_heads), 3, axis=2)
         h = jax.nn.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0])  # [B, L, H, D/H]
-        return nn.Dense(
+        return dense(
             d,
+            "heads",
+            "embed",
             kernel_init=self.out_kernel_init,
             dtype=self.dtype,
             param_dtype=self.param_dtype,

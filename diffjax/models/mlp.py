@@ -10,7 +10,14 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import Array
 
-from diffjax.models.layers import Dtype, LabelEmbedding, TimeEmbedding, broadcast_times, check_cond
+from diffjax.models.layers import (
+    Dtype,
+    LabelEmbedding,
+    TimeEmbedding,
+    broadcast_times,
+    check_cond,
+    dense,
+)
 
 
 class MLP(nn.Module):
@@ -47,12 +54,13 @@ class MLP(nn.Module):
         )
         if self.num_classes is not None:
             emb = emb + LabelEmbedding(self.num_classes, self.features, **dt)(cond, b)
-        h = nn.Dense(self.features, **dt)(x.astype(self.dtype))
+        h = dense(self.features, None, "embed", **dt)(x.astype(self.dtype))
         for _ in range(self.num_blocks):
-            r = nn.Dense(self.features, **dt)(nn.silu(nn.LayerNorm(**dt)(h)))
-            r = nn.silu(r + nn.Dense(self.features, **dt)(nn.silu(emb)))
+            r = dense(self.features, "embed", "mlp", **dt)(nn.silu(nn.LayerNorm(**dt)(h)))
+            r = nn.silu(r + dense(self.features, "embed", "mlp", **dt)(nn.silu(emb)))
             r = nn.Dropout(self.dropout, deterministic=not train)(r)
-            h = h + nn.Dense(self.features, **dt)(r)
+            h = h + dense(self.features, "mlp", "embed", **dt)(r)
         out = x.shape[-1] if self.out_channels is None else self.out_channels
-        h = nn.Dense(out, kernel_init=nn.initializers.zeros, **dt)(nn.silu(nn.LayerNorm(**dt)(h)))
+        zeros = nn.initializers.zeros
+        h = dense(out, "embed", None, kernel_init=zeros, **dt)(nn.silu(nn.LayerNorm(**dt)(h)))
         return h.astype(jnp.float32)

@@ -44,10 +44,19 @@ from diffjax.models.layers import (
     TimeEmbedding,
     broadcast_times,
     check_cond,
+    dense,
+    logical,
 )
 from diffjax.models.resample import downsample_2d, upfirdn2d, upsample_2d
 
 _zeros = nn.initializers.zeros
+_lecun = nn.initializers.lecun_normal()
+
+
+def _conv(*args, kernel_init=_lecun, **kwargs) -> nn.Conv:
+    """nn.Conv of a 2-D kernel [kh, kw, in, out] named (None, None, conv_in, conv_out)."""
+    kernel_init = logical(kernel_init, None, None, "conv_in", "conv_out")
+    return nn.Conv(*args, kernel_init=kernel_init, **kwargs)
 
 
 def _group_norm(channels: int, num_groups: int, dtype: Dtype, param_dtype: Dtype) -> nn.Module:
@@ -99,18 +108,19 @@ class ResBlock(nn.Module):
         h = nn.silu(_group_norm(x.shape[-1], self.num_groups, **dt)(x))
         h = _resample(h, self.resample, self.resample_kernel)
         x = _resample(x, self.resample, self.resample_kernel)
-        h = nn.Conv(c, (3, 3), **dt)(h)
-        e = nn.Dense(2 * c if self.scale_shift_norm else c, **dt)(nn.silu(emb))[:, None, None, :]
+        h = _conv(c, (3, 3), **dt)(h)
+        e = dense(2 * c if self.scale_shift_norm else c, "embed", None, **dt)(nn.silu(emb))
+        e = e[:, None, None, :]
         if self.scale_shift_norm:
             scale, shift = jnp.split(e, 2, axis=-1)
             h = _group_norm(c, self.num_groups, **dt)(h) * (1 + scale) + shift
         else:
             h = _group_norm(c, self.num_groups, **dt)(h + e)
         h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
-        h = nn.Conv(c, (3, 3), kernel_init=_zeros, **dt)(h)
+        h = _conv(c, (3, 3), kernel_init=_zeros, **dt)(h)
         resampled = self.resample is not None and self.skip_conv_on_resample
         if x.shape[-1] != c or resampled:
-            x = nn.Conv(c, (1, 1), **dt)(x)
+            x = _conv(c, (1, 1), **dt)(x)
         out = x + h
         return out / math.sqrt(2.0) if self.skip_rescale else out
 
@@ -252,7 +262,7 @@ class UNetBackbone(nn.Module):
 
     def _down(self, x: Array, emb: Array, train: bool) -> tuple[Array, list[Array]]:
         """conv_in and the down path; returns the last features and every skip [B, h, w, c]."""
-        h = nn.Conv(self.ch, (3, 3), name="conv_in", **self._dt())(x)
+        h = _conv(self.ch, (3, 3), name="conv_in", **self._dt())(x)
         pyramid = x  # [B, h, w, C] (input_skip) or [B, h, w, c] (residual)
         skips = [h]
         for level, mult in enumerate(self.ch_mult):
@@ -275,7 +285,7 @@ class UNetBackbone(nn.Module):
         """One level of the input pyramid (progressive_input): the new (h, pyramid)."""
         if self.progressive_input == "input_skip":
             pyramid = downsample_2d(pyramid, self.resample_kernel)
-            return h + nn.Conv(h.shape[-1], (1, 1), name=name, **self._dt())(pyramid), pyramid
+            return h + _conv(h.shape[-1], (1, 1), name=name, **self._dt())(pyramid), pyramid
         if self.progressive_input == "residual":
             pyramid = self._conv_down(name, pyramid, h.shape[-1]) + h
             pyramid = pyramid / math.sqrt(2.0) if self.skip_rescale else pyramid
@@ -291,10 +301,10 @@ class UNetBackbone(nn.Module):
         """
         conv = dict(features=features, kernel_size=(3, 3), strides=(2, 2), name=name)
         if tuple(self.resample_kernel) == (1, 1):
-            return nn.Conv(**conv, **self._dt())(x)
+            return _conv(**conv, **self._dt())(x)
         p = len(self.resample_kernel)
         x = upfirdn2d(x, self.resample_kernel, pad=((p + 1) // 2, p // 2))
-        return nn.Conv(**conv, padding="VALID", **self._dt())(x)
+        return _conv(**conv, padding="VALID", **self._dt())(x)
 
     def _middle(self, h: Array, emb: Array, train: bool) -> Array:
         h = self._res_block("mid_0", h.shape[-1])(h, emb, train)
@@ -370,7 +380,7 @@ class UNet(UNetBackbone):
                 if self.resblock_updown:
                     h = self._res_block(name, h.shape[-1], "up")(h, emb, train)
                 else:
-                    h = nn.Conv(h.shape[-1], (3, 3), name=name, **self._dt())(
+                    h = _conv(h.shape[-1], (3, 3), name=name, **self._dt())(
                         _resample(h, "up", self.resample_kernel)
                     )
         if out is None:
@@ -380,4 +390,4 @@ class UNet(UNetBackbone):
     def _to_image(self, name: str, h: Array, channels: int) -> Array:
         """Conv3x3(SiLU(GroupNorm(h))) with the conv initialised to zero: [B, h, w, channels]."""
         h = nn.silu(_group_norm(h.shape[-1], self.num_groups, **self._dt())(h))
-        return nn.Conv(channels, (3, 3), kernel_init=_zeros, name=name, **self._dt())(h)
+        return _conv(channels, (3, 3), kernel_init=_zeros, name=name, **self._dt())(h)

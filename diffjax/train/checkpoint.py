@@ -68,9 +68,19 @@ def check_space(manager: ocp.CheckpointManager, state: TrainState) -> None:
         )
 
 
-def abstract_like(state: TrainState, sharding) -> TrainState:
-    """Shape/dtype structs of `state` carrying the target `sharding`, to restore into."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state)
+def abstract_like(state: TrainState, shardings) -> TrainState:
+    """Shape/dtype structs of `state` carrying the target shardings, to restore into: orbax
+    reads each leaf straight into its sharding, whatever mesh wrote it.
+
+    Args:
+      state: a TrainState of arrays or ShapeDtypeStructs.
+      shardings: one sharding for every leaf, or a tree of them (`sharding.state_shardings`).
+    """
+    if isinstance(shardings, jax.sharding.Sharding):
+        shardings = jax.tree.map(lambda _: shardings, state)
+    return jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings
+    )
 
 
 def _restore_step(manager, step, abstract_state, data_iterator):

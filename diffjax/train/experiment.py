@@ -54,6 +54,7 @@ class Experiment:
       teacher: `config.teacher`.
       conditioning: `config.model.num_classes` and `config.model.p_uncond`.
       guidance: `config.guidance`.
+      mesh: `config.mesh`, the device mesh's shape.
       classifier: `(x_t, t) -> logits` of the noisy classifier run named by
         `guidance.classifier_workdir` (a `Partial` over its params), attached by
         `runs.attach_classifier`; None otherwise.
@@ -72,6 +73,7 @@ class Experiment:
     teacher: settings.TeacherConfig
     conditioning: settings.ConditioningConfig
     guidance: settings.GuidanceConfig
+    mesh: settings.MeshConfig
     classifier: Callable[[Array, Array], Array] | None = None
 
     @property
@@ -97,7 +99,18 @@ class Experiment:
         return dataclasses.replace(self, sampling=sampling, sampler=_sampler(self.recipe, sampling))
 
     def init_params(self, key: Array) -> Params:
-        """`{"model": network params, **recipe aux params}` from one key."""
+        """`{"model": network params, **recipe aux params}` from one key, plain arrays."""
+        return nn.meta.unbox(self._init_annotated(key))
+
+    def logical_params(self) -> Params:
+        """The tree of `init_params` with each leaf's logical axis names (a PartitionSpec of
+        names; `PartitionSpec()` for a leaf the network does not annotate), for
+        `sharding.state_shardings`. Nothing is initialised."""
+        abstract = jax.eval_shape(self._init_annotated, jax.random.PRNGKey(0))
+        return nn.get_partition_spec(abstract)
+
+    def _init_annotated(self, key: Array) -> Params:
+        """`init_params` with the network's kernels still in their logical-axis boxes."""
         model_key, aux_key = jax.random.split(key)
         x = jnp.zeros((1, *self.dataset.shape), jnp.float32)
         t = jnp.zeros((1,) if self.recipe.num_times == 1 else (1, self.recipe.num_times))
@@ -201,6 +214,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         "sampling": settings.read(settings.SampleConfig, config.sample),
         "eval": settings.read(settings.EvalConfig, config.eval),
         "teacher": settings.read(settings.TeacherConfig, config.teacher),
+        "mesh": settings.MeshConfig.of(config),
     }
     with settings.naming("model"):
         sections["conditioning"] = settings.ConditioningConfig.of_model(config.model)

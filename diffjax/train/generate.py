@@ -19,14 +19,16 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Samples `sample.num_samples` with `sample.sampler` / `sample.num_steps` / options; writes
     `samples/sample_<sampler>_<steps>.{png,npz,json}` and returns the JSON (NFE, seconds)."""
     exp, state = runs.restore_latest(config, workdir)
-    fn = jax.jit(lambda p, k: exp.sample(p, k, exp.sampling.num_samples))
+    mesh = sharding.make_mesh(exp.mesh)
+    fn = outputs.sample_function(exp, mesh, exp.sampling.num_samples)
     key = jax.random.PRNGKey(exp.seed)
     start = time.perf_counter()
     compiled = fn.lower(state.ema_params, key).compile()
     compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    x = np.asarray(jax.block_until_ready(compiled(state.ema_params, key)))
+    x = jax.block_until_ready(compiled(state.ema_params, key))
     seconds = time.perf_counter() - start
+    x = np.asarray(sharding.gather(x, mesh))
     sampler_name = exp.sampler_name
     process = exp.recipe.process_for(state.ema_params)
     num_steps = len(exp.sampler.timesteps(process, exp.sample_num_steps)) - 1
@@ -57,7 +59,7 @@ def eval_bpd(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writes `<workdir>/bpd.json` with the mean, standard error, NFE and wall time."""
     exp, state = runs.restore_latest(config, workdir)
     ec = exp.eval
-    mesh = sharding.make_mesh()
+    mesh = sharding.make_mesh(exp.mesh)
     sharding.check_batch_size(ec.bpd_batch_size, mesh, "eval.bpd_batch_size")
     loader = exp.dataset.loader(
         "test", ec.bpd_batch_size, seed=exp.seed, shuffle=False, num_epochs=1

@@ -5,7 +5,6 @@ with the data stream and the per-step noise exactly where they were.
 """
 
 import errno
-import functools
 import math
 import os
 import time
@@ -63,7 +62,7 @@ def train(
 
 def _train(exp, config, workdir, manager, train_arrays) -> TrainState:
     tc = exp.training
-    mesh = sharding.make_mesh()
+    mesh = sharding.make_mesh(exp.mesh)
     sharding.check_batch_size(tc.batch_size, mesh, "training.batch_size")
     if tc.grad_accum_steps > 1:  # each micro-batch, not only the whole batch, spans the devices
         field = "training.batch_size / training.grad_accum_steps"
@@ -80,12 +79,13 @@ def _train(exp, config, workdir, manager, train_arrays) -> TrainState:
 
     optimizer, lr, create = runs.state_constructor(exp, runs.load_teacher(config, exp))
     loss_fn = exp.make_loss()
+    abstract, state_shardings = runs.state_shardings(exp, create, mesh)
     train_step = jax.jit(
         make_train_step(
             loss_fn, optimizer, exp.optim.ema_decay, exp.recipe.update_frozen, tc.grad_accum_steps
         ),
-        in_shardings=(replicated, sharding.batch_sharding(mesh)),
-        out_shardings=(replicated, replicated),
+        in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+        out_shardings=(state_shardings, replicated),
         donate_argnums=0,
     )
     seed_key = jax.random.PRNGKey(exp.seed)
@@ -96,22 +96,19 @@ def _train(exp, config, workdir, manager, train_arrays) -> TrainState:
         loader = pipeline.array_loader(train_arrays, tc.batch_size, seed=exp.seed)
     data_iterator = iter(loader)
     if resuming:
-        abstract = checkpoint.abstract_like(jax.eval_shape(create, seed_key), replicated)
+        abstract = checkpoint.abstract_like(abstract, state_shardings)
         state = checkpoint.restore(manager, abstract, data_iterator, set_aside_unreadable=True)
         start = int(state.step)
         logging.warning("resuming from the checkpoint of step %d in %s", start, workdir)
     else:
-        state = jax.jit(create, out_shardings=replicated)(seed_key)
+        state = jax.jit(create, out_shardings=state_shardings)(seed_key)  # born sharded
         start = 0
     workdirs.record(workdir, start, diff)
 
     writer = MetricWriter(workdir, start)
     writer.text(f"{'resume at' if start else 'start'} step {start} of {tc.num_steps}")
     if exp.recipe.generative:
-        sample = jax.jit(
-            functools.partial(exp.sample, num_samples=exp.sampling.num_samples),
-            out_shardings=replicated,
-        )
+        sample = outputs.sampler(exp, exp.sampling.num_samples)
 
         def on_sample(step, st):
             x = np.asarray(sample(st.ema_params, jax.random.fold_in(seed_key, step)))

@@ -10,7 +10,7 @@ import numpy as np
 
 from diffjax.evaluation import plots
 from diffjax.evaluation.sample_quality import SampleQuality
-from diffjax.train import writer
+from diffjax.train import sharding, writer
 
 
 def save_samples(workdir: str, name: str, x: np.ndarray, num_cols: int | None = None) -> str:
@@ -79,6 +79,27 @@ def quality_ruler(exp, workdir: str) -> SampleQuality:
     )
 
 
+def sampler(exp, num_samples: int):
+    """`exp.sample` of `num_samples` jitted as `(params, key) -> x`: the draws are split over
+    the mesh's data x fsdp devices (`sharding.sample_sharding`), then gathered onto every
+    device, so each host can read them."""
+    mesh = sharding.make_mesh(exp.mesh)
+    draw = sample_function(exp, mesh, num_samples)
+    return lambda params, key: sharding.gather(draw(params, key), mesh)
+
+
+def sample_function(exp, mesh, num_samples: int):
+    """`exp.sample` jitted with its draws split over data x fsdp. The params enter replicated
+    (one all-gather of the EMA params per call): with fsdp-split weights XLA would otherwise
+    split the activations over fsdp's features instead of the draws."""
+
+    def draw(params, key):
+        params = jax.lax.with_sharding_constraint(params, sharding.replicated(mesh))
+        return exp.sample(params, key, num_samples)
+
+    return jax.jit(draw, out_shardings=sharding.sample_sharding(mesh, num_samples))
+
+
 def evaluate_sample_quality(exp, state, workdir: str, num_samples: int) -> dict:
     """Frechet distance of `num_samples` EMA samples (key `exp.seed + 1`) to the test split, next
     to the floor (train vs test) and the ceiling (noise), written to `<workdir>/metrics.json`.
@@ -88,7 +109,7 @@ def evaluate_sample_quality(exp, state, workdir: str, num_samples: int) -> dict:
     were drawn for (`Experiment.sample_labels`), next to its own test accuracy.
     """
     quality = quality_ruler(exp, workdir)
-    sample = jax.jit(lambda p, k: exp.sample(p, k, num_samples))
+    sample = sampler(exp, num_samples)
     x = np.asarray(sample(state.ema_params, jax.random.PRNGKey(exp.seed + 1)))
     report = {"step": int(state.step), **quality.report(x)}
     labels = exp.sample_labels(num_samples)

@@ -25,7 +25,7 @@ from diffjax import progress
 from diffjax.errors import ConfigError
 from diffjax.evaluation import plots
 from diffjax.methods import rectified_flow
-from diffjax.train import experiment, loop, outputs, runs, settings
+from diffjax.train import experiment, loop, outputs, runs, settings, sharding
 
 
 def _simulate(exp, params, noise: np.ndarray, ode_steps: int, batch_size: int, desc: str):
@@ -36,8 +36,14 @@ def _simulate(exp, params, noise: np.ndarray, ode_steps: int, batch_size: int, d
         velocity = exp.recipe.denoiser(exp.apply_fn, params).velocity
         return rectified_flow.simulate(velocity, z1, ode_steps, "rk4")
 
+    mesh = sharding.make_mesh(exp.mesh)
+
+    def simulate(z1):  # each batch split over the devices when it divides
+        out = run(jax.device_put(z1, sharding.sample_sharding(mesh, len(z1))))
+        return jax.device_get(jax.tree.map(lambda a: sharding.gather(a, mesh), out))
+
     outs = [
-        jax.device_get(run(noise[i : i + batch_size]))
+        simulate(noise[i : i + batch_size])
         for i in progress.bar(range(0, len(noise), batch_size), desc=desc)
     ]
     return tuple(np.concatenate(parts) for parts in zip(*outs, strict=True))
@@ -72,9 +78,7 @@ def _measure(rc: settings.ReflowConfig, seed: int, flow_dir: str, quality, noise
     frechet = {}
     for nfe in rc.eval_nfes:
         euler = exp.with_sampling(sampler="euler", num_steps=nfe, options={})
-        x = jax.jit(lambda p: euler.sample(p, jax.random.PRNGKey(seed), len(noise)))(  # noqa: B023
-            state.ema_params
-        )
+        x = outputs.sampler(euler, len(noise))(state.ema_params, jax.random.PRNGKey(seed))
         frechet[str(nfe)] = quality.frechet(np.asarray(x))
     return {
         "workdir": flow_dir,

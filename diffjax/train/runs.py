@@ -23,7 +23,7 @@ from jax.tree_util import Partial
 
 from diffjax.errors import ConfigError, WorkdirError
 from diffjax.methods.base import Params
-from diffjax.train import checkpoint, experiment, sharding, workdirs
+from diffjax.train import checkpoint, experiment, settings, sharding, workdirs
 from diffjax.train.optim import learning_rate_schedule, make_optimizer
 from diffjax.train.state import TrainState, create_train_state
 
@@ -159,6 +159,19 @@ def state_constructor(exp: experiment.Experiment, teacher: Params | None = None)
     return optimizer, learning_rate, create
 
 
+def state_shardings(exp: experiment.Experiment, create, mesh) -> tuple[TrainState, TrainState]:
+    """The abstract TrainState of `create` (nothing allocated) and its NamedSharding per leaf on
+    `mesh`, the parameters' from the network's logical axis names (`sharding.state_shardings`).
+
+    Raises:
+      ConfigError: naming `model.name` if the network names a logical axis that
+        `sharding.LOGICAL_AXIS_RULES` does not map.
+    """
+    abstract = jax.eval_shape(create, jax.random.PRNGKey(exp.seed))
+    with settings.naming("model.name"):
+        return abstract, sharding.state_shardings(abstract, exp.logical_params(), mesh)
+
+
 def restore_latest(
     config: ml_collections.ConfigDict, workdir: str
 ) -> tuple[experiment.Experiment, TrainState]:
@@ -174,10 +187,7 @@ def restore_latest(
         workdirs.check_compatible(load_config(workdir), config, workdir, resuming=False)
     exp = attach_classifier(experiment.build(config))
     _, _, create = state_constructor(exp)
-    replicated = sharding.replicated(sharding.make_mesh())
-    abstract = checkpoint.abstract_like(
-        jax.eval_shape(create, jax.random.PRNGKey(exp.seed)), replicated
-    )
+    abstract = checkpoint.abstract_like(*state_shardings(exp, create, sharding.make_mesh(exp.mesh)))
     manager = checkpoint.make_manager(workdir, exp.training.keep_checkpoints)
     try:
         if manager.latest_step() is None:

@@ -117,6 +117,65 @@ class TrainingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """`config.mesh`: the device mesh's shape over the axes `data` and `fsdp`.
+
+    The batch is split over data x fsdp; parameters, EMA and optimizer state are split over
+    `fsdp` (`sharding.LOGICAL_AXIS_RULES`). A checkpoint restores onto any mesh.
+
+    Attributes:
+      data: devices along `data`; -1 takes the devices the other axis leaves.
+      fsdp: devices along `fsdp` (1: parameters replicated); -1 as for `data`.
+    """
+
+    section: ClassVar[str] = "mesh"  # its name in the config
+
+    data: int = -1
+    fsdp: int = 1
+
+    def __post_init__(self):
+        for field, value in self.axes.items():
+            if value != -1 and value < 1:
+                raise ConfigError(f"mesh.{field}={value} must be >= 1, or -1 for the rest")
+        if list(self.axes.values()).count(-1) > 1:
+            raise ConfigError(f"mesh={self.axes}: at most one axis may be -1 (the rest)")
+
+    @classmethod
+    def of(cls, config: ml_collections.ConfigDict) -> "MeshConfig":
+        """Reads `config.mesh` (a config.json written before it existed: all devices on
+        `data`)."""
+        return read(cls, config.mesh) if "mesh" in config else cls()
+
+    @property
+    def axes(self) -> dict[str, int]:
+        """{"data": ..., "fsdp": ...} as configured (-1 unresolved)."""
+        return {"data": self.data, "fsdp": self.fsdp}
+
+    def shape(self, num_devices: int) -> dict[str, int]:
+        """The mesh shape over `num_devices`, -1 resolved.
+
+        Raises:
+          ConfigError: if the product does not equal (or, with -1, divide) the device count.
+        """
+        axes = self.axes
+        fixed = int(np.prod([v for v in axes.values() if v != -1]))
+        product = " x ".join(f"{k}={v}" for k, v in axes.items())
+        if -1 in axes.values():
+            if num_devices % fixed:
+                raise ConfigError(
+                    f"mesh: {product}: the fixed axes' product {fixed} does not divide the "
+                    f"{num_devices} devices"
+                )
+            return {k: num_devices // fixed if v == -1 else v for k, v in axes.items()}
+        if fixed != num_devices:
+            raise ConfigError(
+                f"mesh: {product} = {fixed} devices, but there are {num_devices}; set the "
+                "product to the device count or one axis to -1"
+            )
+        return dict(axes)
+
+
+@dataclasses.dataclass(frozen=True)
 class ConditioningConfig:
     """`config.model.num_classes` and `config.model.p_uncond`: class-conditional training.
 

@@ -51,6 +51,7 @@ FREE = (
     "optim.schedule",
     "optim.warmup_steps",
     "optim.grad_clip",
+    "mesh",  # a checkpoint restores onto any mesh (orbax reshards it)
     "data.kwargs.data_dir",  # where the same prepared dataset lives on this machine
     "data.kwargs.manual_dir",  # where its downloads were copied by hand
     # Compute precision only: the saved params and optimizer state are float32 either way.

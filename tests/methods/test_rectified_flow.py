@@ -1,5 +1,6 @@
 """Rectified flow: straightness and transport cost against closed forms of Gaussian data."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -83,7 +84,11 @@ def test_reflow_straightens_a_learned_flow():
     recipe = rf.rectified_flow(RF)
     optimizer = optax.adam(2e-3)
     step = jax.jit(make_train_step(recipe.make_loss(apply_fn), optimizer, 0.99))
-    params = {"model": module.init(jax.random.key(0), jnp.zeros((1, 2)), jnp.zeros((1,)))["params"]}
+    params = {
+        "model": nn.meta.unbox(module.init(jax.random.key(0), jnp.zeros((1, 2)), jnp.zeros((1,))))[
+            "params"
+        ]
+    }
     simulate = jax.jit(rf.simulate, static_argnums=(0, 2, 3))
     eval_noise = jax.random.normal(jax.random.key(1), (2000, 2))
 

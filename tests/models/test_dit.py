@@ -1,5 +1,6 @@
 """DiT: the paper's parameter counts and GFLOPs, adaLN-Zero init, equivariance, bf16, remat."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -94,7 +95,7 @@ def test_adaln_zero_init_output_zero_and_blocks_identity():
 
 def test_batch_permutation_equivariance_and_conditioning():
     model, x, t, y = _tiny()
-    params = _perturbed(model.init(jax.random.key(1), x, t, y), jax.random.key(2))
+    params = _perturbed(nn.meta.unbox(model.init(jax.random.key(1), x, t, y)), jax.random.key(2))
     apply = jax.jit(model.apply)
     out = apply(params, x, t, y)
     assert out.shape == (4, 8, 8, 1)
@@ -110,13 +111,15 @@ def test_batch_permutation_equivariance_and_conditioning():
 
 def test_learn_sigma_doubles_channels():
     model, x, t, y = _tiny(learn_sigma=True)
-    out = jax.eval_shape(lambda: model.apply(model.init(jax.random.key(1), x, t, y), x, t, y))
+    out = jax.eval_shape(
+        lambda: model.apply(nn.meta.unbox(model.init(jax.random.key(1), x, t, y)), x, t, y)
+    )
     assert out.shape == (4, 8, 8, 2)
 
 
 def test_remat_same_output_and_bfloat16_close():
     model, x, t, y = _tiny()
-    params = _perturbed(model.init(jax.random.key(1), x, t, y), jax.random.key(2))
+    params = _perturbed(nn.meta.unbox(model.init(jax.random.key(1), x, t, y)), jax.random.key(2))
     out = jax.jit(model.apply)(params, x, t, y)
     remat, _, _, _ = _tiny(remat=True)
     np.testing.assert_allclose(jax.jit(remat.apply)(params, x, t, y), out, rtol=1e-5, atol=1e-6)

@@ -1,5 +1,6 @@
 """Time embeddings and attention against NumPy formulas; label embedding's null class."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,7 +33,7 @@ def test_self_attention_matches_numpy():
     b, l, d, heads = 2, 5, 8, 2
     x = jax.random.normal(jax.random.key(0), (b, l, d))
     module = layers.SelfAttention(heads)
-    params = module.init(jax.random.key(1), x)["params"]
+    params = nn.meta.unbox(module.init(jax.random.key(1), x))["params"]
     out = jax.jit(module.apply)({"params": params}, x)
 
     xn = np.asarray(x, np.float64)
@@ -48,7 +49,7 @@ def test_self_attention_matches_numpy():
 
 def test_label_embedding_null_class_row():
     module = layers.LabelEmbedding(num_classes=3, features=4)
-    params = module.init(jax.random.key(0), None, 2)
+    params = nn.meta.unbox(module.init(jax.random.key(0), None, 2))
     table = params["params"]["table"]["embedding"]
     assert table.shape == (4, 4)
     apply = jax.jit(module.apply, static_argnums=2)
@@ -77,15 +78,15 @@ def test_time_embedding_of_several_times_sums_one_mlp_per_column():
     t = jax.random.uniform(jax.random.key(0), (3,))
     r = jax.random.uniform(jax.random.key(1), (3,)) * t
     times = jnp.stack([t, t - r], axis=1)  # [B, 2]: MeanFlow's (t, t - r)
-    single = module.init(jax.random.key(2), t)["params"]
+    single = nn.meta.unbox(module.init(jax.random.key(2), t))["params"]
     # [B, 1] is the single-time case: the same parameter tree and the same output.
-    column = module.init(jax.random.key(2), t[:, None])["params"]
+    column = nn.meta.unbox(module.init(jax.random.key(2), t[:, None]))["params"]
     assert jax.tree.structure(column) == jax.tree.structure(single)
     apply = jax.jit(module.apply)
     one = {"params": single}
     np.testing.assert_array_equal(apply(one, t[:, None]), apply(one, t))
 
-    two = module.init(jax.random.key(2), times)["params"]
+    two = nn.meta.unbox(module.init(jax.random.key(2), times))["params"]
     assert sorted(two) == ["column_1", "dense_0", "dense_1"]
     assert jax.tree.structure(two["column_1"]) == jax.tree.structure(single)
     out = apply({"params": two}, times)

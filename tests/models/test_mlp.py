@@ -1,5 +1,6 @@
 """MLP: shapes, zero initial output, conditioning, batch equivariance, dropout."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,7 +40,9 @@ def test_zero_init_then_equivariant_and_time_dependent():
 def test_class_conditioning_null_class_and_dropout():
     model, x, t = _setup(num_classes=3, dropout=0.5, out_channels=4)
     labels = jnp.array([0, 1, 2, 3, 3])
-    params = _perturbed(model.init(jax.random.key(2), x, t, labels), jax.random.key(3))
+    params = _perturbed(
+        nn.meta.unbox(model.init(jax.random.key(2), x, t, labels)), jax.random.key(3)
+    )
     apply = jax.jit(model.apply, static_argnames="train")
     out = apply(params, x, t, labels)
     assert out.shape == (5, 4)

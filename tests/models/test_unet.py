@@ -1,5 +1,6 @@
 """UNet: shapes, zero initial output, conditioning paths, batch equivariance, remat, bf16."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,7 +39,9 @@ def test_digits_preset_shapes_and_zero_init():
 def test_out_channels_and_learned_variance_shape():
     model = models.get("unet_tiny", out_channels=2)
     x, t = _inputs(jax.random.key(0))
-    shape = jax.eval_shape(lambda: model.apply(model.init(jax.random.key(1), x, t), x, t))
+    shape = jax.eval_shape(
+        lambda: model.apply(nn.meta.unbox(model.init(jax.random.key(1), x, t)), x, t)
+    )
     assert shape.shape == (B, 8, 8, 2)
 
 
@@ -73,7 +76,7 @@ def test_batch_permutation_equivariance_and_time_dependence(kw):
     """Permuting the batch permutes the output: no mixing across examples (attention, norms)."""
     model = models.get("unet_tiny", **kw)
     x, t = _inputs(jax.random.key(0))
-    params = _perturbed(model.init(jax.random.key(1), x, t), jax.random.key(2))
+    params = _perturbed(nn.meta.unbox(model.init(jax.random.key(1), x, t)), jax.random.key(2))
     perm = jnp.array([2, 0, 3, 1])
     apply = jax.jit(model.apply)
     out, out_perm = apply(params, x, t), apply(params, x[perm], t[perm])
@@ -86,7 +89,9 @@ def test_class_conditioning_and_null_class():
     model = models.get("unet_tiny", num_classes=10)
     x, t = _inputs(jax.random.key(0))
     labels = jnp.array([0, 3, 9, 10])  # 10 is the null class
-    params = _perturbed(model.init(jax.random.key(1), x, t, labels), jax.random.key(2))
+    params = _perturbed(
+        nn.meta.unbox(model.init(jax.random.key(1), x, t, labels)), jax.random.key(2)
+    )
     apply = jax.jit(model.apply)
     null = jnp.full((B,), 10)
     # cond=None is the unconditional model, i.e. the null class for every example.
@@ -107,7 +112,7 @@ def test_low_resolution_input_for_super_resolution():
     model = models.get("unet_tiny")
     x, t = _inputs(jax.random.key(0))
     cond = {"low_res": jax.random.normal(jax.random.key(3), (B, 4, 4, 1)), "low_res_t": t / 2}
-    params = _perturbed(model.init(jax.random.key(1), x, t, cond), jax.random.key(2))
+    params = _perturbed(nn.meta.unbox(model.init(jax.random.key(1), x, t, cond)), jax.random.key(2))
     # conv_in sees the image and the upsampled low-resolution image: 2 channels.
     assert params["params"]["conv_in"]["kernel"].shape == (3, 3, 2, 8)
     out = jax.jit(model.apply)(params, x, t, cond)
@@ -117,7 +122,7 @@ def test_low_resolution_input_for_super_resolution():
 def test_dropout_uses_the_dropout_rng():
     model = models.get("unet_tiny", dropout=0.5)
     x, t = _inputs(jax.random.key(0))
-    params = _perturbed(model.init(jax.random.key(1), x, t), jax.random.key(2))
+    params = _perturbed(nn.meta.unbox(model.init(jax.random.key(1), x, t)), jax.random.key(2))
 
     @jax.jit
     def train_apply(key):
@@ -131,7 +136,7 @@ def test_dropout_uses_the_dropout_rng():
 def test_remat_gives_the_same_function_and_gradient():
     x, t = _inputs(jax.random.key(0))
     plain, remat = models.get("unet_tiny"), models.get("unet_tiny", remat=True)
-    params = _perturbed(plain.init(jax.random.key(1), x, t), jax.random.key(2))
+    params = _perturbed(nn.meta.unbox(plain.init(jax.random.key(1), x, t)), jax.random.key(2))
 
     def grad(model):
         return jax.jit(jax.grad(lambda p: jnp.sum(model.apply(p, x, t) ** 2)))(params)
@@ -144,7 +149,7 @@ def test_remat_gives_the_same_function_and_gradient():
 def test_bfloat16_compute_close_to_float32():
     x, t = _inputs(jax.random.key(0))
     f32, bf16 = models.get("unet_tiny"), models.get("unet_tiny", dtype=jnp.bfloat16)
-    params = _perturbed(f32.init(jax.random.key(1), x, t), jax.random.key(2))
+    params = _perturbed(nn.meta.unbox(f32.init(jax.random.key(1), x, t)), jax.random.key(2))
     out32 = jax.jit(f32.apply)(params, x, t)
     out16 = jax.jit(bf16.apply)(params, x, t)
     assert out16.dtype == jnp.float32
@@ -189,7 +194,9 @@ def test_output_pyramid_starts_at_zero_and_fir_changes_the_function():
     skip = models.get("unet_tiny", progressive_output="output_skip")
     params = jax.jit(skip.init)(jax.random.key(1), x, t)
     np.testing.assert_array_equal(jax.jit(skip.apply)(params, x, t), 0.0)
-    params = _perturbed(models.get("unet_tiny").init(jax.random.key(1), x, t), jax.random.key(2))
+    params = _perturbed(
+        nn.meta.unbox(models.get("unet_tiny").init(jax.random.key(1), x, t)), jax.random.key(2)
+    )
     box = jax.jit(models.get("unet_tiny").apply)(params, x, t)
     fir = jax.jit(models.get("unet_tiny", resample_kernel=(1, 3, 3, 1)).apply)(params, x, t)
     assert float(jnp.max(jnp.abs(fir - box))) > 1e-3
