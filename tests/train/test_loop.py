@@ -215,7 +215,7 @@ def test_batch_must_divide_over_devices(tmp_path):
     )
     _, err = proc.communicate(timeout=300)
     assert proc.returncode != 0
-    assert "training.batch_size=60 must be divisible by the number of devices (8)" in err
+    assert "training.batch_size=60 must be divisible by the devices it splits over (data=8" in err
 
 
 def test_a_short_digits_run_writes_every_output(tmp_path):

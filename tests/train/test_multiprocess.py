@@ -170,7 +170,7 @@ def test_a_config_error_is_one_line_on_every_process(tmp_path):
         assert rc == 1
         assert err.strip().splitlines()[-1] == (
             f"error (process {index} of 2): training.batch_size=60 must be divisible by the "
-            "number of devices (8) and of processes (2)"
+            "devices it splits over (data=8 x fsdp=1 = 8) and by the processes (2)"
         )
 
 
