@@ -41,6 +41,11 @@ TINY = (
 SKIPPED = {
     # A template: <run> and DIR are placeholders for the user's config and workdir.
     "python -m diffjax.main --config=configs/<run>.py --workdir=DIR --config.mode=eval_bpd",
+    # CIFAR-10 on a fresh machine: downloads it and prepares it with TensorFlow (the prepare
+    # extra); tests/data/test_catalogue.py prepares it offline from a fake archive in the real
+    # format and trains a step through the command line.
+    "python -m diffjax.main --config=configs/ddpm_cifar10.py --workdir=/tmp/ddpm_cifar10 "
+    "--config.data.kwargs.data_dir=$HOME/tensorflow_datasets",
     # A TPU pod slice (through gcloud), SLURM, and two GPU hosts: each needs its cluster.
     # tests/train/test_multiprocess.py runs the coordinator flags with two processes on
     # 127.0.0.1.
