@@ -25,7 +25,7 @@ import numpy as np
 
 from diffjax import denoisers, editing
 from diffjax.errors import ConfigError
-from diffjax.train import outputs, runs, settings
+from diffjax.train import outputs, runs, settings, sharding
 
 
 def _mask(ec: settings.EditConfig, shape: tuple[int, ...], key: jax.Array) -> np.ndarray:
@@ -51,19 +51,33 @@ def edit(config: ml_collections.ConfigDict, workdir: str) -> dict:
     test = exp.dataset.as_array("test")
     per_path = 2 if ec.kind == "interpolate" else 1
     x = np.asarray(test["x"][: ec.num_images * per_path])
-    denoiser = exp.recipe.denoiser(exp.apply_fn, state.ema_params)
-    if exp.clip_x0:
-        denoiser = denoisers.clip_x0(denoiser)
+    mesh = sharding.make_mesh(exp.mesh)
+
+    def on_mesh(operation):
+        """`operation(denoiser, *inputs)` jitted over the mesh: the examples split over data x
+        fsdp, the EMA weights gathered; returns a host array."""
+
+        def run(params, *inputs):
+            denoiser = exp.recipe.denoiser(exp.apply_fn, params)
+            return operation(denoisers.clip_x0(denoiser) if exp.clip_x0 else denoiser, *inputs)
+
+        run = sharding.jit_over_batch(run, mesh)
+
+        def on_host(*inputs):
+            out = run(state.ema_params, *(sharding.put_split(i, mesh) for i in inputs))
+            return np.asarray(sharding.gather(out, mesh))
+
+        return on_host
+
     mask_key, edit_key = jax.random.split(jax.random.PRNGKey(exp.seed))
     report: dict = {"step": int(state.step), "kind": ec.kind, "num_images": int(x.shape[0])}
     if ec.kind == "inpaint":
         mask = _mask(ec, x.shape[1:], mask_key)
-        run = jax.jit(
+        out = on_mesh(
             lambda d, xs: editing.repaint(
                 edit_key, d, xs, mask, ec.num_steps, ec.jump_length, ec.resamplings
             )
-        )
-        out = np.asarray(run(denoiser, x))
+        )(x)
         noise = np.asarray(jax.random.normal(jax.random.fold_in(mask_key, 1), x.shape))
         seen = mask * x + (1.0 - mask) * np.clip(noise, -1.0, 1.0)
         unknown = np.broadcast_to(mask, x.shape) == 0
@@ -76,29 +90,25 @@ def edit(config: ml_collections.ConfigDict, workdir: str) -> dict:
         }
         rows, judged = [x, seen, out], {"input": x, "noise_filled": seen, "result": out}
     elif ec.kind == "sdedit":
-        run = jax.jit(
+        out = on_mesh(
             lambda d, xs: editing.sdedit(edit_key, d, exp.sampler, xs, ec.t0, ec.num_steps)
-        )
-        out = np.asarray(run(denoiser, x))
+        )(x)
         report |= {"t0": ec.t0, "rmse_to_input": _rmse(out, x)}
         rows, judged = [x, out], {"input": x, "result": out}
     elif ec.kind == "invert":
-        z = jax.jit(lambda d, xs: editing.ddim_invert(d, xs, ec.num_steps))(denoiser, x)
-        out = np.asarray(
-            jax.jit(lambda d, zs: editing.ddim_decode(d, zs, ec.num_steps))(denoiser, z)
-        )
+        z = on_mesh(lambda d, xs: editing.ddim_invert(d, xs, ec.num_steps))(x)
+        out = on_mesh(lambda d, zs: editing.ddim_decode(d, zs, ec.num_steps))(z)
         report |= {
             "num_steps": ec.num_steps,
             "reconstruction_rmse": _rmse(out, x),
-            "latent_std": float(np.std(np.asarray(z))),
+            "latent_std": float(np.std(z)),
         }
-        rows, judged = [x, np.asarray(z), out], {"input": x, "result": out}
+        rows, judged = [x, z, out], {"input": x, "result": out}
     else:
         a, b = x[0::2], x[1::2]
-        path = jax.jit(
+        path = on_mesh(
             lambda d, xa, xb: editing.interpolate(d, xa, xb, ec.num_points, ec.num_steps)
-        )(denoiser, a, b)
-        path = np.asarray(path)  # [P, B, ...]
+        )(a, b)  # [P, B, ...]
         report |= {"num_points": ec.num_points, "num_steps": ec.num_steps}
         rows, judged = list(path), {}
     if x.ndim == 4 and test["label"] is not None and np.all(test["label"] >= 0):

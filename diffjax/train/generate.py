@@ -1,6 +1,5 @@
 """`mode=sample`, `mode=evaluate` and `mode=eval_bpd`: use the latest checkpoint's EMA params."""
 
-import functools
 import itertools
 import os
 import time
@@ -69,7 +68,8 @@ def eval_bpd(config: ml_collections.ConfigDict, workdir: str) -> dict:
         batches = itertools.islice(batches, -(-ec.bpd_max_examples // ec.bpd_batch_size))
     result = evaluate_bpd(
         jax.random.PRNGKey(exp.seed),
-        functools.partial(exp.recipe.denoiser, exp.apply_fn),
+        # inside evaluate_bpd's jit: the weights gathered, the batch split (`jit_over_batch`)
+        lambda params: exp.recipe.denoiser(exp.apply_fn, sharding.replicate(params, mesh)),
         batches,
         exp.dataset.num_bins,
         params=state.ema_params,
@@ -98,15 +98,15 @@ def _vlb_bpd(exp, state, loader, mesh) -> dict:
         nats = exp.recipe.vlb(denoiser, x, key, exp.dataset.num_bins)
         return vocabulary.bits_per_dim(nats, vocabulary.dim_of(x))
 
-    per_example_bpd = jax.jit(per_example_bpd)
+    per_example_bpd = sharding.jit_over_batch(per_example_bpd, mesh)
     batches = (sharding.global_batch(b, mesh) for b in loader)
     if ec.bpd_max_examples:
         batches = itertools.islice(batches, -(-ec.bpd_max_examples // ec.bpd_batch_size))
     key = jax.random.PRNGKey(exp.seed + 1)
-    values = [
-        np.asarray(per_example_bpd(state.ema_params, jax.random.fold_in(key, i), b["x"]))
-        for i, b in enumerate(progress.bar(batches, desc="vlb"))
-    ]
+    values = []
+    for i, batch in enumerate(progress.bar(batches, desc="vlb")):
+        bpd = per_example_bpd(state.ema_params, jax.random.fold_in(key, i), batch["x"])
+        values.append(np.asarray(sharding.gather(bpd, mesh)))
     values = np.concatenate(values)
     return {
         "vlb_bpd_mean": float(values.mean()),

@@ -89,15 +89,12 @@ def sampler(exp, num_samples: int):
 
 
 def sample_function(exp, mesh, num_samples: int):
-    """`exp.sample` jitted with its draws split over data x fsdp. The params enter replicated
-    (one all-gather of the EMA params per call): with fsdp-split weights XLA would otherwise
-    split the activations over fsdp's features instead of the draws."""
-
-    def draw(params, key):
-        params = jax.lax.with_sharding_constraint(params, sharding.replicated(mesh))
-        return exp.sample(params, key, num_samples)
-
-    return jax.jit(draw, out_shardings=sharding.sample_sharding(mesh, num_samples))
+    """`exp.sample` jitted as `(params, key) -> x` with its draws split over data x fsdp."""
+    return sharding.jit_over_batch(
+        lambda params, key: exp.sample(params, key, num_samples),
+        mesh,
+        out_shardings=sharding.sample_sharding(mesh, num_samples),
+    )
 
 
 def evaluate_sample_quality(exp, state, workdir: str, num_samples: int) -> dict:
@@ -128,14 +125,19 @@ def evaluate_classifier(exp, state, workdir: str) -> dict:
     """A noisy classifier's test accuracy on x_t at each t of CLASSIFIER_TIMES (t = 0 at the
     data; at t = 1 it can only be chance), written to `<workdir>/metrics.json`."""
     test = exp.dataset.as_array("test")
-    x, labels = jnp.asarray(test["x"]), jnp.asarray(test["label"])
+    mesh = sharding.make_mesh(exp.mesh)
+    x, labels = sharding.put_split(test["x"], mesh), sharding.put_split(test["label"], mesh)
     process = exp.recipe.process_for(state.ema_params)
 
-    @jax.jit
-    def accuracy(params, key, t):
+    def accuracy_at(params, key, t, x, labels):
         times = jnp.full(x.shape[:1], t)
         x_t, _ = process.marginal_sample(key, x, times)
         return jnp.mean(jnp.argmax(exp.apply_fn(params["model"], x_t, times), -1) == labels)
+
+    accuracy_at = sharding.jit_over_batch(accuracy_at, mesh)
+
+    def accuracy(params, key, t):
+        return accuracy_at(params, key, t, x, labels)
 
     key = jax.random.PRNGKey(exp.seed + 1)
     report = {

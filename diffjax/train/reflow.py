@@ -31,15 +31,15 @@ from diffjax.train import experiment, loop, outputs, runs, settings, sharding
 def _simulate(exp, params, noise: np.ndarray, ode_steps: int, batch_size: int, desc: str):
     """(Z_0, straightness, transport cost) of the flow from `noise`, in jitted batches."""
 
-    @jax.jit
-    def run(z1):
+    def run(params, z1):
         velocity = exp.recipe.denoiser(exp.apply_fn, params).velocity
         return rectified_flow.simulate(velocity, z1, ode_steps, "rk4")
 
     mesh = sharding.make_mesh(exp.mesh)
+    run = sharding.jit_over_batch(run, mesh)
 
     def simulate(z1):  # each batch split over the devices when it divides
-        out = run(jax.device_put(z1, sharding.sample_sharding(mesh, len(z1))))
+        out = run(params, sharding.put_split(z1, mesh))
         return jax.device_get(jax.tree.map(lambda a: sharding.gather(a, mesh), out))
 
     outs = [

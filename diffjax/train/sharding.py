@@ -70,6 +70,29 @@ def sample_sharding(mesh: Mesh, num_samples: int) -> NamedSharding:
     return replicated(mesh) if num_samples % batch_size_of(mesh) else batch_sharding(mesh)
 
 
+def put_split(x, mesh: Mesh) -> jax.Array:
+    """A host array (the same on every process) placed on `mesh` as `sample_sharding` says:
+    split over data x fsdp when its leading axis divides, else replicated."""
+    return jax.device_put(x, sample_sharding(mesh, len(x)))
+
+
+def jit_over_batch(fn, mesh: Mesh, **jit_kwargs):
+    """`jax.jit` of an evaluation `fn(params, *args)` whose work splits over the batch of its
+    args (placed by `global_batch` or `put_split`). The params enter replicated (one all-gather
+    of fsdp-split weights per call): with fsdp-split weights XLA would otherwise split the
+    activations over fsdp's features instead of the batch."""
+
+    def with_replicated_params(params, *args):
+        return fn(replicate(params, mesh), *args)
+
+    return jax.jit(with_replicated_params, **jit_kwargs)
+
+
+def replicate(tree, mesh: Mesh):
+    """Inside a jit: `tree` constrained onto every device of `mesh` (see `jit_over_batch`)."""
+    return jax.lax.with_sharding_constraint(tree, replicated(mesh))
+
+
 def gather(x: jax.Array, mesh: Mesh) -> jax.Array:
     """`x` replicated on every device of `mesh` (an all-gather of a split array), so that every
     host can read all of it."""

@@ -1,6 +1,7 @@
 """The sharding policy: mesh shapes, logical axis rules per leaf, and training on 8 simulated
 devices over data x fsdp with the numbers of one device, restoring across meshes."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -222,12 +223,13 @@ print("ok")
 """
 
 
-def test_state_is_born_split_over_fsdp_and_sampling_splits_its_draws():
+def test_state_is_born_split_over_fsdp_and_sampling_splits_its_draws(tmp_path):
     env = {
         **os.environ,
         "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
         "JAX_PLATFORMS": "cpu",
         "PYTHONPATH": ROOT,
+        "TFDS_DATA_DIR": str(tmp_path),  # tfds prepares the toy data here, printing to stdout
     }
     proc = subprocess.run(
         [sys.executable, "-c", _SHARDED_STATE],
@@ -237,4 +239,71 @@ def test_state_is_born_split_over_fsdp_and_sampling_splits_its_draws():
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("\nok"), proc.stderr[-3000:]
+
+
+_EVALUATIONS = """
+import json, sys
+import numpy as np
+from configs import classifier_digits, default
+from diffjax.train import edit, generate, loop, outputs, runs
+root, fsdp = sys.argv[1], int(sys.argv[2])
+report = {}
+for name, module in [("ddpm", default), ("classifier", classifier_digits)]:
+    config = module.get_config()
+    config.data.kwargs = {"data_dir": root + "/data"}
+    config.process.kwargs = {"num_steps": 50}
+    config.training.update({"num_steps": 10, "log_every": 10, "checkpoint_every": 10})
+    config.training.update({"sample_every": 0, "batch_size": 32})
+    config.sample.update({"num_steps": 10, "num_samples": 8})
+    config.eval.at_end = False
+    config.eval.update({"bpd_batch_size": 16, "bpd_max_examples": 16})
+    config.eval.update({"bpd_num_dequantizations": 1, "bpd_rtol": 1e-3, "bpd_atol": 1e-3})
+    config.edit.update({"num_images": 8, "num_steps": 10})
+    workdir = f"{root}/{name}"
+    if fsdp == 1:
+        loop.train(config, workdir)
+    config.mesh.fsdp = fsdp
+    if name == "classifier":
+        exp, state = runs.restore_latest(config, workdir)
+        report["accuracy_by_t"] = outputs.evaluate_classifier(exp, state, workdir)["accuracy_by_t"]
+        continue
+    bpd = generate.eval_bpd(config, workdir)
+    report |= {k: bpd[k] for k in ("bpd_mean", "vlb_bpd_mean")}
+    for kind in ("inpaint", "interpolate"):
+        config.edit.kind = kind
+        out = edit.edit(config, workdir)
+        grid = np.load(out["png"][:-4] + ".npz")["samples"]  # inputs, what it saw, results
+        report[kind] = [float(np.abs(grid).sum()), out.get("unknown_rmse", 0.0)]
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.slow
+def test_evaluations_split_over_an_fsdp_mesh_give_the_numbers_of_one_device(tmp_path):
+    """eval_bpd (ODE and VLB), edit and the noisy classifier's accuracy on fsdp=8: the numbers
+    of one device (the batch split over the mesh by `sharding.jit_over_batch`)."""
+    reports = []
+    for devices in (1, 8):
+        env = {
+            **os.environ,
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+            "JAX_PLATFORMS": "cpu",
+            "PYTHONPATH": ROOT,
+        }
+        proc = subprocess.run(
+            [sys.executable, "-c", _EVALUATIONS, str(tmp_path), str(devices)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        reports.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    one, eight = reports
+    assert one.keys() == eight.keys()
+    for key in one:
+        np.testing.assert_allclose(
+            jax.tree.leaves(eight[key]), jax.tree.leaves(one[key]), rtol=1e-4, err_msg=key
+        )
