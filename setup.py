@@ -35,6 +35,8 @@ INSTALL_REQUIRES = [
     "scikit-learn==1.9.1",
     # PNG encoding for tfds image features without TensorFlow, and for sample grids.
     "pillow==13.0.0",
+    # The lock JAX's compilation cache takes to evict old programs (diffjax.compile_cache).
+    "filelock==4.3.2",
 ]
 
 EXTRAS_REQUIRE = {

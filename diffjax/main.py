@@ -22,7 +22,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from diffjax import _registry, distributed
+from diffjax import _registry, compile_cache, distributed
 from diffjax.errors import ConfigError, UserError
 from diffjax.train import distill, edit, generate, loop, preemption, reflow, settings
 
@@ -42,6 +42,12 @@ _NUM_PROCESSES = flags.DEFINE_integer(
 )
 _PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "This process's index in [0, num_processes) (default $DIFFJAX_PROCESS_ID)."
+)
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache",
+    None,
+    "Directory of JAX's persistent compilation cache (default $DIFFJAX_COMPILATION_CACHE, else "
+    "~/.cache/diffjax/jax_compilation_cache); empty: off. See diffjax.compile_cache.",
 )
 _STARTUP_TIMEOUT = flags.DEFINE_integer(
     "startup_timeout", 300, "Seconds a multi-process run waits for all its processes to join."
@@ -153,6 +159,9 @@ def main(argv):
         # orbax logs every save at INFO; the progress bar and <workdir>/train_log.txt say what
         # matters.
         logging.set_verbosity(logging.WARNING)
+    # Before the first compilation: a program compiled by an earlier run is read from disk.
+    cache = _COMPILATION_CACHE.value
+    compile_cache.enable(compile_cache.default_dir() if cache is None else cache)
     # Before anything touches a device: a multi-process run must see all its devices.
     distributed.initialize(
         distributed.resolve(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value),
