@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import jax
@@ -14,8 +13,9 @@ import pytest
 
 from configs import ddpm_digits_cond, ddpm_toy2d, default
 from diffjax.train import checkpoint, experiment, generate, loop, runs, state, writer
+from tests.train import toy_runs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = toy_runs.ROOT
 
 
 def _toy_config(**training):
@@ -27,28 +27,6 @@ def _toy_config(**training):
     config.sample.num_samples = 16
     config.eval.at_end = False
     return config
-
-
-def _main(workdir, data_dir, config, devices=1, **popen):
-    """Runs `python -m diffjax.main` on configs/ddpm_toy2d.py with `config`'s training fields."""
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        "JAX_PLATFORMS": "cpu",
-        "TFDS_DATA_DIR": str(data_dir),
-    }
-    overrides = [f"--config.training.{k}={v}" for k, v in config.training.items()]
-    overrides += [f"--config.sample.num_samples={config.sample.num_samples}"]
-    overrides += [f"--config.eval.at_end={config.eval.at_end}"]
-    cmd = [
-        sys.executable,
-        "-m",
-        "diffjax.main",
-        f"--config={ROOT}/configs/ddpm_toy2d.py",
-        f"--workdir={workdir}",
-        *overrides,
-    ]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, **popen)
 
 
 def _final_state(config, workdir):
@@ -83,7 +61,7 @@ def test_eight_devices_give_the_same_losses_as_one(tmp_path):
     histories = []
     for devices in (1, 8):
         workdir = tmp_path / f"run{devices}"
-        proc = _main(
+        proc = toy_runs.toy2d_cli(
             workdir, tmp_path / "data", config, devices=devices, stderr=subprocess.PIPE, text=True
         )
         _, err = proc.communicate(timeout=300)
@@ -97,11 +75,13 @@ def test_eight_devices_give_the_same_losses_as_one(tmp_path):
 def test_sigkilled_run_resumes_to_the_uninterrupted_state(tmp_path):
     config = _toy_config(num_steps=1500, checkpoint_every=100, log_every=100)
     reference = tmp_path / "reference"
-    proc = _main(reference, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
+    proc = toy_runs.toy2d_cli(
+        reference, tmp_path / "data", config, stderr=subprocess.PIPE, text=True
+    )
     assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
 
     killed = tmp_path / "killed"
-    proc = _main(killed, tmp_path / "data", config, stderr=subprocess.DEVNULL)
+    proc = toy_runs.toy2d_cli(killed, tmp_path / "data", config, stderr=subprocess.DEVNULL)
     ckpt_dir = killed / "checkpoints"
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -114,7 +94,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_state(tmp_path):
     interrupted_at = checkpoint.make_manager(str(killed), 3).latest_step()
     assert interrupted_at is not None and interrupted_at < 1500, "the kill came too late"
 
-    proc = _main(killed, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
+    proc = toy_runs.toy2d_cli(killed, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
     assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
     config.data.kwargs.data_dir = str(tmp_path / "data")
     a, b = _final_state(config, reference), _final_state(config, killed)
@@ -143,7 +123,9 @@ def test_chaos_repeated_sigkills_at_random_moments_end_in_the_uninterrupted_stat
     moments of training), resumed each time: the final state is bit-identical."""
     config = _toy_config(num_steps=800, checkpoint_every=20, log_every=20)
     reference = tmp_path / "reference"
-    proc = _main(reference, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
+    proc = toy_runs.toy2d_cli(
+        reference, tmp_path / "data", config, stderr=subprocess.PIPE, text=True
+    )
     assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
 
     rng = np.random.default_rng(0)
@@ -161,7 +143,7 @@ def test_chaos_repeated_sigkills_at_random_moments_end_in_the_uninterrupted_stat
     interrupted_saves = 0
     for attempt in range(6):
         before = steps()
-        proc = _main(killed, tmp_path / "data", config, stderr=subprocess.DEVNULL)
+        proc = toy_runs.toy2d_cli(killed, tmp_path / "data", config, stderr=subprocess.DEVNULL)
         delay = rng.uniform(0.0, 1.0)
 
         def ready(during_save=attempt % 2 == 0, before=before, delay=delay):
@@ -178,7 +160,7 @@ def test_chaos_repeated_sigkills_at_random_moments_end_in_the_uninterrupted_stat
     assert interrupted_saves >= 2, interrupted_saves
     assert steps() and steps()[-1] < 800
 
-    proc = _main(killed, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
+    proc = toy_runs.toy2d_cli(killed, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert "stale lock" in err  # the last kill left its lock behind
@@ -210,7 +192,7 @@ def test_nan_loss_stops_the_run_naming_step_and_checkpoint(tmp_path):
 
 def test_batch_must_divide_over_devices(tmp_path):
     config = _toy_config(batch_size=60)
-    proc = _main(
+    proc = toy_runs.toy2d_cli(
         tmp_path / "run", tmp_path / "data", config, devices=8, stderr=subprocess.PIPE, text=True
     )
     _, err = proc.communicate(timeout=300)
@@ -314,7 +296,9 @@ def test_accumulating_run_trains_and_resumes_to_the_uninterrupted_state(tmp_path
 
 def test_micro_batches_that_do_not_split_over_the_devices_are_a_one_line_error(tmp_path):
     config = _toy_config(batch_size=64, grad_accum_steps=16)  # micro-batches of 4, 8 devices
-    proc = _main(tmp_path / "run", tmp_path / "data", config, devices=8, stderr=subprocess.PIPE)
+    proc = toy_runs.toy2d_cli(
+        tmp_path / "run", tmp_path / "data", config, devices=8, stderr=subprocess.PIPE
+    )
     _, err = proc.communicate(timeout=300)
     assert proc.returncode != 0
     assert b"training.batch_size / training.grad_accum_steps=4 must be divisible" in err, err
@@ -327,7 +311,7 @@ def test_accumulation_on_eight_devices_gives_the_losses_of_one(tmp_path):
     histories = []
     for devices in (1, 8):
         workdir = tmp_path / f"run{devices}"
-        proc = _main(
+        proc = toy_runs.toy2d_cli(
             workdir, tmp_path / "data", config, devices=devices, stderr=subprocess.PIPE, text=True
         )
         _, err = proc.communicate(timeout=600)

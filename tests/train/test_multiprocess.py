@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import jax
@@ -16,7 +15,8 @@ import numpy as np
 import pytest
 
 from diffjax.train import checkpoint, experiment, runs, writer
-from tests.train.test_loop import ROOT, _toy_config
+from tests.train import toy_runs
+from tests.train.test_loop import _toy_config
 
 
 def _free_port() -> int:
@@ -26,35 +26,19 @@ def _free_port() -> int:
 
 
 def _launch(workdir, data_dir, config, *, devices, process=None, extra=()):
-    """`python -m diffjax.main` on configs/ddpm_toy2d.py; `process` = (id, count, port)."""
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        "JAX_PLATFORMS": "cpu",
-        "TFDS_DATA_DIR": str(data_dir),
-        "PYTHONPATH": ROOT,
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "diffjax.main",
-        f"--config={ROOT}/configs/ddpm_toy2d.py",
-        f"--workdir={workdir}",
-        *[f"--config.training.{k}={v}" for k, v in config.training.items()],
-        f"--config.sample.num_samples={config.sample.num_samples}",
-        f"--config.eval.at_end={config.eval.at_end}",
-        *extra,
-    ]
+    """`toy_runs.toy2d_cli` with output captured; `process` = (id, count, port)."""
+    flags = list(extra)
     if process is not None:
         index, count, port = process
-        cmd += [
+        flags += [
             f"--coordinator_address=127.0.0.1:{port}",
             f"--num_processes={count}",
             f"--process_id={index}",
         ]
-    return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return toy_runs.toy2d_cli(
+        workdir, data_dir, config, *flags, devices=devices,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
 
 
 def _two_processes(workdir, data_dir, config, extra=()):

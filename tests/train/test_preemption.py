@@ -9,18 +9,21 @@ import jax
 import numpy as np
 
 from diffjax.train import checkpoint, preemption, writer
-from tests.train.test_loop import _final_state, _main, _toy_config
+from tests.train import toy_runs
+from tests.train.test_loop import _final_state, _toy_config
 
 
 def test_sigterm_saves_the_step_it_stopped_at_exits_0_and_resumes_exactly(tmp_path):
     config = _toy_config(num_steps=600, checkpoint_every=500, log_every=50)
     reference = tmp_path / "reference"
-    proc = _main(reference, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
+    proc = toy_runs.toy2d_cli(
+        reference, tmp_path / "data", config, stderr=subprocess.PIPE, text=True
+    )
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
 
     workdir = tmp_path / "preempted"
-    proc = _main(workdir, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
+    proc = toy_runs.toy2d_cli(workdir, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not writer.read_history(str(workdir)):  # training is under way
         assert time.time() < deadline and proc.poll() is None, "the run ended too early"
@@ -37,7 +40,7 @@ def test_sigterm_saves_the_step_it_stopped_at_exits_0_and_resumes_exactly(tmp_pa
     assert f"preempted (SIGTERM) at step {stopped}" in (workdir / "train_log.txt").read_text()
     assert not (workdir / "samples").exists()  # no final samples of an unfinished run
 
-    proc = _main(workdir, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
+    proc = toy_runs.toy2d_cli(workdir, tmp_path / "data", config, stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert f"resuming from the checkpoint of step {stopped}" in err

@@ -17,8 +17,9 @@ from jax.sharding import AbstractMesh, PartitionSpec
 from configs import ddpm_toy2d
 from diffjax.errors import ConfigError
 from diffjax.train import checkpoint, experiment, runs, settings, sharding, writer
+from tests.train import toy_runs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = toy_runs.ROOT
 MESH_2X4 = AbstractMesh((2, 4), sharding.MESH_AXES)
 
 
@@ -116,29 +117,10 @@ def _config(num_steps=20):
     return config
 
 
-def _run(workdir, data_dir, config, devices, mesh=None, check=True):
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        "JAX_PLATFORMS": "cpu",
-        "TFDS_DATA_DIR": str(data_dir),
-        "PYTHONPATH": ROOT,
-    }
-    overrides = [f"--config.training.{k}={v}" for k, v in config.training.items()]
-    overrides += [f"--config.mesh.{k}={v}" for k, v in (mesh or {}).items()]
-    overrides += [f"--config.sample.num_samples={config.sample.num_samples}"]
-    overrides += [f"--config.eval.at_end={config.eval.at_end}"]
-    cmd = [
-        sys.executable,
-        "-m",
-        "diffjax.main",
-        f"--config={ROOT}/configs/ddpm_toy2d.py",
-        f"--workdir={workdir}",
-        *overrides,
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
+def _run(workdir, data_dir, config, devices, mesh=None):
+    flags = [f"--config.mesh.{k}={v}" for k, v in (mesh or {}).items()]
+    proc = toy_runs.run_toy2d_cli(workdir, data_dir, config, *flags, devices=devices)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
 

@@ -12,8 +12,9 @@ import pytest
 from configs import ddpm_toy2d, default
 from diffjax.errors import WorkdirError
 from diffjax.train import loop, runs, workdirs
+from tests.train import toy_runs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = toy_runs.ROOT
 
 
 @pytest.mark.parametrize(
@@ -193,17 +194,13 @@ def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
 
 
 def _cli(workdir, data_dir, *overrides):
-    """`python -m diffjax.main` on configs/ddpm_toy2d.py with the `finished` run's fields."""
-    fields = {"num_steps": 20, "log_every": 5, "checkpoint_every": 10, "batch_size": 64}
-    return subprocess.run(
-        [
-            sys.executable, "-m", "diffjax.main", f"--config={ROOT}/configs/ddpm_toy2d.py",
-            f"--workdir={workdir}", *[f"--config.training.{k}={v}" for k, v in fields.items()],
-            "--config.sample.num_samples=16", "--config.eval.at_end=False", *overrides,
-        ],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
-        env={**os.environ, "PYTHONPATH": ROOT, "TFDS_DATA_DIR": str(data_dir)},
-    )  # fmt: skip
+    """The CLI on configs/ddpm_toy2d.py with the `finished` run's fields, to the end."""
+    config = ddpm_toy2d.get_config()
+    config.training.update({"num_steps": 20, "log_every": 5, "checkpoint_every": 10})
+    config.training.batch_size = 64
+    config.sample.num_samples = 16
+    config.eval.at_end = False
+    return toy_runs.run_toy2d_cli(workdir, data_dir, config, *overrides, timeout=300)
 
 
 def test_the_cli_says_in_one_line_that_a_workdir_is_taken_or_holds_another_run(finished):
