@@ -56,6 +56,14 @@ EXTRAS_REQUIRE = {
         "tensorflow-cpu==2.21.0; sys_platform == 'linux'",
         "tensorflow==2.21.0; sys_platform == 'darwin'",
     ],
+    # PyTorch and diffusers for experiments/benchmarks/peers.py (diffjax against diffusers'
+    # UNet2DModel on the CPU); nothing in diffjax imports them. PyPI has no CPU-only torch wheel
+    # for Linux: its torch 2.13.0 manylinux wheel pulls the CUDA 13 wheels (cuBLAS, cuDNN, NCCL,
+    # triton, ...: several GB). The `2.13.0+cpu` wheel (192 MB, no nvidia
+    # dependencies) comes only from PyTorch's own CPU index, which this machine cannot reach;
+    # `torch==2.13.0` accepts it too and pip prefers it when it is found (the measuring machine
+    # has a local copy, so the peers benchmark ran on 2.13.0+cpu).
+    "peers": ["torch==2.13.0", "diffusers==0.42.1"],
 }
 
 setuptools.setup(

@@ -23,9 +23,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import functools  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 
 import flax.linen as nn  # noqa: E402
@@ -35,6 +33,11 @@ from absl import app, flags  # noqa: E402
 
 from diffjax import methods, models, processes  # noqa: E402
 from diffjax.train import experiment, optim, settings, sharding, state  # noqa: E402
+
+try:  # PYTHONPATH=. or imported by the tests
+    from experiments.benchmarks.report import write_report  # noqa: E402
+except ImportError:  # run as a script: experiments/benchmarks/ is on sys.path
+    from report import write_report  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "experiments/benchmarks/fsdp_memory.json", "JSON to write")
@@ -133,16 +136,15 @@ def main(argv):
             row["replicated"]["argument_bytes"] / row["fsdp"]["argument_bytes"]
         )
         results.append(row)
-    report = {
-        "devices": "8 simulated CPU devices",
-        "global_batch_size": FLAGS.batch_size,
-        "jax": jax.__version__,
-        "machine": platform.machine(),
-        "results": results,
-    }
-    os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
-    with open(FLAGS.out, "w") as f:
-        json.dump(report, f, indent=2)
+    write_report(
+        FLAGS.out,
+        {
+            "devices": "8 simulated CPU devices",
+            "global_batch_size": FLAGS.batch_size,
+            "jax": jax.__version__,
+            "results": results,
+        },
+    )
     for row in results:
         print(f"{row['model']}: state per device / {row['state_reduction']:.2f} with fsdp=8")
 

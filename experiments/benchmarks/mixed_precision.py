@@ -23,8 +23,6 @@ machine at load average 14 that wrote mixed_precision.json):
 """
 
 import json
-import os
-import platform
 import time
 
 import jax
@@ -35,6 +33,11 @@ from absl import app, flags
 from configs import ddpm_cifar10
 from diffjax import methods, models, processes
 from diffjax.train import experiment, optim, settings, state
+
+try:  # PYTHONPATH=. or imported by the tests
+    from experiments.benchmarks.report import write_report
+except ImportError:  # run as a script: experiments/benchmarks/ is on sys.path
+    from report import write_report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "experiments/benchmarks/mixed_precision.json", "JSON to write")
@@ -140,23 +143,15 @@ def main(argv):
 
 
 def _write(results: list[dict]) -> None:
-    report = {
-        "note": NOTE,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "load_average_1m": os.getloadavg()[0],
-            "jax": jax.__version__,
-            "backend": jax.default_backend(),
+    write_report(
+        FLAGS.out,
+        {
+            "note": NOTE,
+            "rounds": FLAGS.rounds,
+            "steps_per_round": FLAGS.steps_per_round,
+            "results": results,
         },
-        "rounds": FLAGS.rounds,
-        "steps_per_round": FLAGS.steps_per_round,
-        "results": results,
-    }
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out, "w") as f:
-        json.dump(report, f, indent=2)
+    )
 
 
 if __name__ == "__main__":

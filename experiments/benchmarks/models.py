@@ -14,8 +14,6 @@ Run:
 """
 
 import json
-import os
-import platform
 import time
 
 import jax
@@ -24,6 +22,11 @@ import numpy as np
 from absl import app, flags
 
 from diffjax import models
+
+try:  # PYTHONPATH=. or imported by the tests
+    from experiments.benchmarks.report import write_report
+except ImportError:  # run as a script: experiments/benchmarks/ is on sys.path
+    from report import write_report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "experiments/results/benchmarks_models.json", "JSON to write")
@@ -110,20 +113,7 @@ def main(argv):
         key, sub = jax.random.split(key)
         results.append(benchmark(name, int(batch), dims, sub, FLAGS.repeats))
         print(json.dumps(results[-1]), flush=True)
-    report = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "load_average_1m": os.getloadavg()[0],
-            "jax": jax.__version__,
-            "backend": jax.default_backend(),
-        },
-        "results": results,
-    }
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out, "w") as f:
-        json.dump(report, f, indent=2)
+    write_report(FLAGS.out, {"results": results})
 
 
 if __name__ == "__main__":
