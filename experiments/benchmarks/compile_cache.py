@@ -25,6 +25,11 @@ import time
 
 from absl import app, flags
 
+try:  # PYTHONPATH=. or imported by the tests
+    from experiments.benchmarks.report import write_report
+except ImportError:  # run as a script: experiments/benchmarks/ is on sys.path
+    from report import write_report
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "experiments/results/benchmarks_compile_cache.json", "JSON to write")
@@ -91,12 +96,8 @@ def main(argv):
         "warm": warm,
         "compile_speedup": cold["backend_compile_seconds"] / warm["backend_compile_seconds"],
         "wall_speedup": cold["wall_seconds"] / warm["wall_seconds"],
-        "cpu_count": os.cpu_count(),
     }
-    os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
-    with open(FLAGS.out, "w") as f:
-        json.dump(report, f, indent=2, sort_keys=True)
-    print(json.dumps(report, indent=2, sort_keys=True))
+    print(json.dumps(write_report(FLAGS.out, report), indent=2))
 
 
 if __name__ == "__main__":

@@ -321,14 +321,22 @@ def summarize(times: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
 
     Returns:
       {"median_ms": {measure: {library: ms}}, "ratio_diffjax_over_pytorch": {measure: r}}
-      for the measures (in MEASURES order) both libraries have times of.
+      for the measures (in MEASURES order) both libraries have times of, and when both
+      ddim50 and forward are there "ddim50_over_50_forwards": {library: the sampling loop's
+      time over that of its 50 network evaluations}.
     """
     measures = [m for m in MEASURES if times["diffjax"].get(m) and times["pytorch"].get(m)]
     median_ms = {
         m: {lib: 1e3 * float(np.median(times[lib][m])) for lib in LIBRARIES} for m in measures
     }
     ratios = {m: median_ms[m]["diffjax"] / median_ms[m]["pytorch"] for m in measures}
-    return {"median_ms": median_ms, "ratio_diffjax_over_pytorch": ratios}
+    summary = {"median_ms": median_ms, "ratio_diffjax_over_pytorch": ratios}
+    if "ddim50" in median_ms and "forward" in median_ms:  # what the loop adds to its forwards
+        summary["ddim50_over_50_forwards"] = {
+            lib: median_ms["ddim50"][lib] / (DDIM_STEPS * median_ms["forward"][lib])
+            for lib in LIBRARIES
+        }
+    return summary
 
 
 def benchmark(name: str, torch, diffusers) -> dict[str, Any]:

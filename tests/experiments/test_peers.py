@@ -49,6 +49,10 @@ def test_summarize_medians_and_ratios():
     np.testing.assert_allclose(summary["median_ms"]["forward"]["pytorch"], 400.0)
     np.testing.assert_allclose(summary["ratio_diffjax_over_pytorch"]["forward"], 0.5)
     np.testing.assert_allclose(summary["ratio_diffjax_over_pytorch"]["train_step"], 2.0)
+    assert "ddim50_over_50_forwards" not in summary
+    times["diffjax"]["ddim50"] = [11.0]  # 50 forwards of 0.2 s, and 1 s of loop
+    overhead = peers.summarize(times)["ddim50_over_50_forwards"]
+    np.testing.assert_allclose([overhead["diffjax"], overhead["pytorch"]], [1.1, 0.1])
 
 
 def test_jax_side_runs_every_measure_at_tiny_size():
