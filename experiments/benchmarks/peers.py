@@ -22,16 +22,16 @@ swaps every round), after a warm-up of both; JAX's compile times are reported ap
 `ratio_diffjax_over_pytorch` < 1 means diffjax is faster. PyTorch and diffusers are the
 optional extra `peers` (`pip install -e ".[peers]"`).
 
-Run (16 minutes of wall time on the shared 2-core machine at load average 6 that wrote
-experiments/results/benchmarks_peers.json; DDIM-50 of the CIFAR-10 UNet is most of it):
-  PYTHONPATH=. python experiments/benchmarks/peers.py --rounds=3 --repeats=2 --sample_rounds=1
+Run (6 minutes on the idle 2-core machine that wrote experiments/results/benchmarks_peers.json;
+DDIM-50 of the CIFAR-10 UNet is most of it):
+  PYTHONPATH=. python experiments/benchmarks/peers.py --rounds=3 --repeats=3 --sample_rounds=1
 
 writes the JSON and a bar chart of the ratios beside it (same name, .png).
 
-Threads: torch defaults to one OpenMP thread per core. On a CPU that other processes also load,
-its OpenMP threads wait on each other: the 8x8 UNet's forward took 4 s with torch's 2 threads
-and 0.1 s with `--torch_threads=1` on that machine (load average 6), so compare both runs
-(benchmarks_peers_torch_threads1.json) before reading a ratio as a property of either library.
+Threads: torch defaults to one OpenMP thread per core, JAX to an Eigen pool of all cores. On a
+CPU that other processes also load, torch's OpenMP threads wait on each other (the 8x8 UNet's
+forward took 4 s with torch's 2 threads and 0.1 s with `--torch_threads=1` at load average 6):
+measure on an idle machine, and check `machine.load_average_1m` in the JSON.
 """
 
 import dataclasses

@@ -31,7 +31,7 @@ def _reference(x, taps, up, down, p0, p1, gain):
     return w.transpose(0, 2, 1, 3)
 
 
-@pytest.mark.parametrize("taps", [FIR, (1, 2, 1), (1, 1)])
+@pytest.mark.parametrize("taps", [FIR, (1, 2, 1), (1, 1), (3, 3)])  # (a, a): a broadcast
 def test_down_and_up_match_numpy_upfirdn(taps):
     x = jax.random.normal(jax.random.key(0), (2, 8, 6, 3))
     p = len(taps) - 2

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from diffjax import models
+from diffjax.models import unet
 from diffjax.models.unet import UNet
 
 B = 4
@@ -208,3 +209,34 @@ def test_unknown_pyramid_option_raises():
         models.get("unet_tiny", progressive_input="skip").init(jax.random.key(0), x, t)
     with pytest.raises(ValueError, match="output_skip"):
         models.get("unet_tiny", progressive_output="residual").init(jax.random.key(0), x, t)
+
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.mark.parametrize(
+    "hw, kernel, strides, padding",
+    [
+        ((2, 2), (3, 3), (1, 1), "SAME"),  # the 2x2 level of a small UNet: one patch matmul
+        ((1, 1), (3, 3), (1, 1), "SAME"),
+        ((2, 3), (3, 3), (2, 2), "SAME"),
+        ((2, 2), (3, 3), (1, 1), ((2, 1), (0, 2))),
+        ((2, 2), (3, 2), (1, 1), "SAME"),
+        ((4, 4), (3, 3), (1, 1), "SAME"),  # as large as the kernel: XLA's convolution
+    ],
+)
+def test_patch_conv_is_the_convolution_with_its_gradient(hw, kernel, strides, padding):
+    x = jax.random.normal(jax.random.key(0), (3, *hw, 5))
+    w = jax.random.normal(jax.random.key(1), (*kernel, 5, 4))
+    numbers = jax.lax.conv_dimension_numbers(x.shape, w.shape, NHWC)
+
+    def loss(conv, x, w):
+        out = conv(x, w, strides, padding, dimension_numbers=numbers)
+        return jnp.sum(jnp.sin(out)), out
+
+    grad = jax.jit(jax.grad(loss, argnums=(1, 2), has_aux=True), static_argnums=0)
+    (dx, dw), out = grad(unet._patch_conv, x, w)
+    (dx_ref, dw_ref), out_ref = grad(jax.lax.conv_general_dilated, x, w)
+    assert out.shape == out_ref.shape
+    for a, b in [(out, out_ref), (dx, dx_ref), (dw, dw_ref)]:
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
