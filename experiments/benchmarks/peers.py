@@ -34,7 +34,6 @@ forward took 4 s with torch's 2 threads and 0.1 s with `--torch_threads=1` at lo
 measure on an idle machine, and check `machine.load_average_1m` in the JSON.
 """
 
-import dataclasses
 import importlib
 import os
 import time
@@ -53,8 +52,10 @@ from diffjax.train import experiment
 
 try:  # PYTHONPATH=. or imported by the tests
     from experiments.benchmarks.report import write_report
+    from experiments.benchmarks.unets import CASES, Case
 except ImportError:  # run as a script: experiments/benchmarks/ is on sys.path
     from report import write_report
+    from unets import CASES, Case
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "experiments/results/benchmarks_peers.json", "JSON to write; PNG beside")
@@ -78,71 +79,6 @@ NOTE = (
     "float32, torch eager (no torch.compile), JAX jitted; JAX compile time is excluded from "
     "the medians and reported under compile_s."
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """One architecture in both libraries.
-
-    Attributes:
-      batch: examples per call.
-      shape: one example, (H, W, C).
-      unet: diffjax `UNet` fields.
-      diffusers: `diffusers.UNet2DModel` keyword arguments of the same network.
-      params: the parameter count both must have.
-    """
-
-    batch: int
-    shape: tuple[int, int, int]
-    unet: dict[str, Any]
-    diffusers: dict[str, Any]
-    params: int
-
-
-def _diffusers_unet(channels: int, size: int, block_out, attention_level: int, groups: int):
-    """UNet2DModel kwargs of a Ho et al. UNet: attention blocks at one level, 1 head."""
-    levels = len(block_out)
-    down = ["AttnDownBlock2D" if i == attention_level else "DownBlock2D" for i in range(levels)]
-    up = ["AttnUpBlock2D" if i == attention_level else "UpBlock2D" for i in range(levels)][::-1]
-    return dict(
-        sample_size=size,
-        in_channels=channels,
-        out_channels=channels,
-        block_out_channels=tuple(block_out),
-        layers_per_block=2,
-        down_block_types=tuple(down),
-        up_block_types=tuple(up),
-        norm_num_groups=groups,
-        norm_eps=1e-6,  # diffjax's GroupNorm epsilon
-        downsample_padding=0,  # pad (0, 1) then a valid stride-2 conv = flax "SAME"
-        flip_sin_to_cos=False,  # [sin, cos], as diffjax
-        freq_shift=0,  # frequencies P^(-k / (d/2)), as diffjax
-        attention_head_dim=None,  # one head of all channels
-        act_fn="silu",
-        dropout=0.0,
-        time_embedding_type="positional",
-        mid_block_scale_factor=1,
-    )
-
-
-# google/ddpm-cifar10-32 has freq_shift=1 (frequencies P^(-k / (d/2 - 1))): a different
-# embedding with the same parameters and cost; the 8x8 model keeps diffjax's for equal outputs.
-CASES = {
-    "ddpm_cifar10": Case(
-        batch=8,
-        shape=(32, 32, 3),
-        unet=dict(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,)),
-        diffusers={**_diffusers_unet(3, 32, (128, 256, 256, 256), 1, 32), "freq_shift": 1},
-        params=35_746_307,
-    ),
-    "unet_8x8": Case(
-        batch=64,
-        shape=(8, 8, 1),
-        unet=dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=2, attn_resolutions=(4,), num_groups=8),
-        diffusers=_diffusers_unet(1, 8, (32, 64, 64), 1, 8),
-        params=1_623_169,
-    ),
-}
 
 
 def import_peers():

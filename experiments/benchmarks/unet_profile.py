@@ -1,7 +1,7 @@
 """Where the UNet's time goes on XLA:CPU (issue 14, "Profile and fix"): the profile behind
 the fixes, next to `peers.py`, which compares whole networks with PyTorch.
 
-For each case of `peers.CASES` (the same networks, batch and shapes), the median after
+For each case of `unets.CASES` (the same networks, batch and shapes), the median after
 compilation of:
 
 - `forward_ms` and `train_ms` (the jitted value_and_grad of a squared error, dropout off);
@@ -27,15 +27,15 @@ import numpy as np
 from absl import app, flags
 
 try:  # PYTHONPATH=. or imported by the tests
-    from experiments.benchmarks.peers import CASES
     from experiments.benchmarks.report import write_report
+    from experiments.benchmarks.unets import CASES
 except ImportError:  # run as a script: experiments/benchmarks/ is on sys.path
-    from peers import CASES
     from report import write_report
+    from unets import CASES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("sampler_steps", 0, "also time a DDIM loop of this many steps")
-flags.DEFINE_list("cases", list(CASES), "networks of peers.CASES to profile")
+flags.DEFINE_list("cases", list(CASES), "networks of unets.CASES to profile")
 flags.DEFINE_integer("repeats", 20, "timed repetitions (median)")
 flags.DEFINE_integer("warmup", 3, "untimed calls first")
 flags.DEFINE_bool("submodules", False, "also time the pieces of a residual block")
