@@ -129,21 +129,18 @@ def evaluate_classifier(exp, state, workdir: str) -> dict:
     x, labels = sharding.put_split(test["x"], mesh), sharding.put_split(test["label"], mesh)
     process = exp.recipe.process_for(state.ema_params)
 
-    def accuracy_at(params, key, t, x, labels):
+    def accuracy(params, key, t, x, labels):
         times = jnp.full(x.shape[:1], t)
         x_t, _ = process.marginal_sample(key, x, times)
         return jnp.mean(jnp.argmax(exp.apply_fn(params["model"], x_t, times), -1) == labels)
 
-    accuracy_at = sharding.jit_over_batch(accuracy_at, mesh)
-
-    def accuracy(params, key, t):
-        return accuracy_at(params, key, t, x, labels)
+    accuracy = sharding.jit_over_batch(accuracy, mesh)
 
     key = jax.random.PRNGKey(exp.seed + 1)
     report = {
         "step": int(state.step),
         "accuracy_by_t": {
-            str(t): float(accuracy(state.ema_params, jax.random.fold_in(key, i), t))
+            str(t): float(accuracy(state.ema_params, jax.random.fold_in(key, i), t, x, labels))
             for i, t in enumerate(CLASSIFIER_TIMES)
         },
     }
