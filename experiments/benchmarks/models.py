@@ -25,8 +25,10 @@ from diffjax import models
 
 try:  # PYTHONPATH=. or imported by the tests
     from experiments.benchmarks.report import write_report
+    from experiments.benchmarks.unets import perturbed_init
 except ImportError:  # run as a script: experiments/benchmarks/ is on sys.path
     from report import write_report
+    from unets import perturbed_init
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "experiments/results/benchmarks_models.json", "JSON to write")
@@ -68,15 +70,10 @@ def _flops(compiled) -> float:
 def benchmark(name: str, batch: int, shape: tuple[int, ...], key, repeats: int) -> dict:
     """Forward and forward + backward throughput of preset `name` on [batch, *shape]."""
     model = models.get(name)
-    k_x, k_t, k_init, k_perturb, k_drop = jax.random.split(key, 5)
+    k_x, k_t, k_init, k_drop = jax.random.split(key, 4)
     x = jax.random.normal(k_x, (batch, *shape))
     t = jax.random.uniform(k_t, (batch,))
-    params = jax.jit(model.init)(k_init, x, t)
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(k_perturb, len(leaves))
-    params = jax.tree.unflatten(
-        tree, [p + 0.01 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)]
-    )
+    params = perturbed_init(model, k_init, x, t)
 
     def loss(p, x, t, key):
         out = model.apply(p, x, t, train=True, rngs={"dropout": key})

@@ -28,10 +28,10 @@ from absl import app, flags
 
 try:  # PYTHONPATH=. or imported by the tests
     from experiments.benchmarks.report import write_report
-    from experiments.benchmarks.unets import CASES
+    from experiments.benchmarks.unets import CASES, perturbed_init
 except ImportError:  # run as a script: experiments/benchmarks/ is on sys.path
     from report import write_report
-    from unets import CASES
+    from unets import CASES, perturbed_init
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("sampler_steps", 0, "also time a DDIM loop of this many steps")
@@ -117,16 +117,10 @@ def _jax_fns(name: str) -> tuple[dict, dict]:
     case = CASES[name]
     fields, batch, shape = {**case.unet, "dropout": 0.0}, case.batch, case.shape
     model = UNet(**fields)
-    k_x, k_t, k_init, k_perturb = jax.random.split(jax.random.key(0), 4)
+    k_x, k_t, k_init = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(k_x, (batch, *shape))
     t = jax.random.uniform(k_t, (batch,))
-    params = jax.jit(model.init)(k_init, x, t)
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(k_perturb, len(leaves))
-    # Perturb the zero-initialised layers so no branch is trivially zero.
-    params = jax.tree.unflatten(
-        tree, [p + 0.01 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)]
-    )
+    params = perturbed_init(model, k_init, x, t)
 
     def loss(p, x, t):
         return jnp.mean(jnp.square(model.apply(p, x, t, train=True) - x))

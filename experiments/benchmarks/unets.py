@@ -1,8 +1,23 @@
-"""The UNets that `peers.py` and `unet_profile.py` measure, in diffjax and in diffusers (no
-flags here, so both benchmarks can import them)."""
+"""The UNets that `peers.py` and `unet_profile.py` measure, in diffjax and in diffusers, and
+the perturbed initialisation the benchmarks time any diffjax model with (no flags here, so every
+benchmark can import it)."""
 
 import dataclasses
 from typing import Any
+
+import jax
+
+
+def perturbed_init(model, key: jax.Array, x: jax.Array, t: jax.Array):
+    """`model.init` on (x, t) with every parameter perturbed by 0.01 N(0, 1), so that no
+    zero-initialised layer leaves a branch trivially zero."""
+    k_init, k_perturb = jax.random.split(key)
+    params = jax.jit(model.init)(k_init, x, t)
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(k_perturb, len(leaves))
+    return jax.tree.unflatten(
+        tree, [p + 0.01 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)]
+    )
 
 
 @dataclasses.dataclass(frozen=True)
