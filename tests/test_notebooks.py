@@ -17,6 +17,11 @@ _SPEC.loader.exec_module(build)
 # Per notebook: the code cells (by index among code cells) that draw a figure (image/png).
 FIGURES = {
     "quickstart": (3, 4, 5),  # loss curve, three samplers' grids, Frechet bars
+    # the processes' alpha / sigma / log-SNR; deterministic and stochastic samplers' errors
+    "processes_and_samplers": (2, 4, 5),
+    # Hutchinson errors, error vs NFE, density heat-maps, digits bits/dim
+    "likelihood": (3, 4, 5, 6),
+    "flows_and_few_step": (3, 4),  # trajectories and straightness, 1- and 2-step samples
 }
 
 
