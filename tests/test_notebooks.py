@@ -52,6 +52,17 @@ def test_every_notebook_has_its_cells_file_and_api():
     assert cells == sorted(build.NAMES) == sorted(FIGURES)
 
 
+def test_an_edited_cell_or_a_changed_signature_changes_the_recorded_hashes(monkeypatch):
+    import diffjax.train
+
+    cells = build.read_cells("quickstart")
+    kind, source = cells[-1]
+    assert build.sources_sha256([*cells[:-1], (kind, source + " ")]) != build.sources_sha256(cells)
+    before = build.api_sha256("quickstart")
+    monkeypatch.setattr(diffjax.train, "derive", lambda config, updates: config)
+    assert build.api_sha256("quickstart") != before
+
+
 @pytest.mark.parametrize("name", build.NAMES)
 def test_saved_notebook_is_a_full_run_of_the_current_cells_and_api(name):
     """The saved notebook's cells are `cells/<name>.py` as they are now, its recorded hashes
