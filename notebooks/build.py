@@ -73,6 +73,19 @@ API = {
         "diffjax.samplers.get",
         "diffjax.evaluation.sliced.sliced_w1",
     ],
+    "guidance_and_editing": [
+        "diffjax.guidance.classifier",
+        "diffjax.guidance.classifier_free",
+        "diffjax.editing.repaint",
+        "diffjax.editing.ddim_invert",
+        "diffjax.editing.ddim_decode",
+        "diffjax.analytic.gaussian.GaussianMixture.class_log_posterior",
+        "diffjax.samplers.get",
+        "diffjax.train.train",
+        "diffjax.train.derive",
+        "diffjax.train.restore_latest",
+        "diffjax.evaluation.plots.image_grid",
+    ],
 }
 NAMES = tuple(API)
 

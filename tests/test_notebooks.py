@@ -22,6 +22,8 @@ FIGURES = {
     # Hutchinson errors, error vs NFE, density heat-maps, digits bits/dim
     "likelihood": (3, 4, 5, 6),
     "flows_and_few_step": (3, 4),  # trajectories and straightness, 1- and 2-step samples
+    # exact classifier guidance, RePaint and DDIM inversion, classifier-free guidance on digits
+    "guidance_and_editing": (2, 3, 4),
 }
 
 
