@@ -46,8 +46,17 @@ EXTRAS_REQUIRE = {
     # so only the driver must be on the host: >= 525 for CUDA 12, >= 580 for CUDA 13).
     "cuda12": [f"jax[cuda12]=={JAX_VERSION}"],
     "cuda13": [f"jax[cuda13]=={JAX_VERSION}"],
-    "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "ruff==0.17.6"],
-    "notebooks": ["jupyter==1.1.1", "nbclient==0.11.0", "ipykernel==7.4.0"],
+    # nbclient, nbformat and ipykernel: tests/test_notebooks.py executes the notebooks.
+    "test": [
+        "pytest==9.2.0",
+        "pytest-xdist==3.8.0",
+        "ruff==0.17.6",
+        "nbclient==0.11.0",
+        "nbformat==5.11.1",
+        "ipykernel==7.4.0",
+    ],
+    # Running notebooks/ locally (Jupyter), and `python notebooks/build.py --execute`.
+    "notebooks": ["jupyter==1.1.1", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
     # TensorFlow for preparing tfds catalogue datasets (cifar10, mnist, celeb_a, ...): tfds
     # extracts, reads and PNG-encodes them with it; reading them needs none. The CPU build on
     # Linux (no GPU claimed next to JAX; the same requirement as
