@@ -8,7 +8,6 @@ import pytest
 from diffjax import processes, samplers
 from diffjax.analytic import score_machines as sm
 from diffjax.analytic.gaussian import GaussianMixture
-from diffjax.errors import ConfigError
 
 VP = processes.get("vp")
 RF = processes.get("rectified_flow")
@@ -45,10 +44,9 @@ def padded_windows(images, patch_size):
 def cut(h, w, patch_size):
     """[H, W] tuples (rows off top, bottom, columns off left, right) of each pixel's window."""
     r = patch_size // 2
-    return [
-        [(max(r - i, 0), max(i + r - h + 1, 0), max(r - j, 0), max(j + r - w + 1, 0)) for j in range(w)]
-        for i in range(h)
-    ]
+    rows = [(max(r - i, 0), max(i + r - h + 1, 0)) for i in range(h)]
+    cols = [(max(r - j, 0), max(j + r - w + 1, 0)) for j in range(w)]
+    return [[row + col for col in cols] for row in rows]
 
 
 @pytest.mark.parametrize("process", [VP, RF], ids=["vp", "rectified_flow"])
@@ -195,7 +193,8 @@ def test_memory_stays_bounded_where_the_unchunked_softmax_would_not_fit():
     assert memory.temp_size_in_bytes < 200e6
     # and it runs: a smaller training set so the test stays fast
     small = jax.random.uniform(jax.random.key(8), (40, 16, 16, 1), minval=-1.0, maxval=1.0)
-    out = jax.jit(x0)(small, jax.random.normal(jax.random.key(9), (16, 16, 16, 1)), jnp.full((16,), 0.5))
+    noisy = jax.random.normal(jax.random.key(9), (16, 16, 16, 1))
+    out = jax.jit(x0)(small, noisy, jnp.full((16,), 0.5))
     assert bool(jnp.all(jnp.isfinite(out)))
 
 
@@ -208,7 +207,7 @@ def test_memory_stays_bounded_where_the_unchunked_softmax_would_not_fit():
         (lambda: sm.ideal(TRAIN[:0]), "empty"),
         (lambda: sm.ideal(TRAIN[0]), r"\[N, H, W, C\]"),
         (lambda: sm.ideal(TRAIN, chunk_size=0), "chunk_size"),
-        (lambda: sm.get("elss", TRAIN), "valid score machines: els, ideal, ls"),
+        (lambda: sm.get("elss", TRAIN), "valid score machines: els, els_scheduled, ideal, ls"),
     ],
 )
 def test_bad_input_is_a_clear_error(build, message):
@@ -216,6 +215,12 @@ def test_bad_input_is_a_clear_error(build, message):
         build()
 
 
-def test_bad_patch_is_a_config_error():
-    with pytest.raises(ConfigError):
-        sm.equivariant_local(TRAIN, 2)
+def test_scheduled_machine_switches_patch_size_at_its_edges():
+    machine = sm.scheduled(TRAIN, (3, 5), (0.5,), chunk_size=4)
+    for t, p in [(0.3, 3), (0.5, 5), (0.7, 5)]:
+        times = jnp.full((3,), t)
+        got = jax.jit(lambda x, t: machine.x0_mean(x, t, VP))(X, times)
+        want = sm.equivariant_local(TRAIN, p, chunk_size=4).x0_mean(X, times, VP)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="increasing"):
+        sm.scheduled(TRAIN, (3, 5), (0.5, 0.6))

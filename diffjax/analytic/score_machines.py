@@ -36,7 +36,6 @@ from jax.tree_util import Partial
 
 from diffjax import _registry
 from diffjax.denoisers import Denoiser
-from diffjax.errors import ConfigError
 from diffjax.processes import Process, expand
 
 # Start of the running maximum: finite, so a chunk whose logits are all masked (-inf) leaves
@@ -86,17 +85,17 @@ def _check(train, chunk_size: int, patch_size: int | None = None) -> Array:
     """The training set as float32 [N, H, W, C] after checking the machine's arguments."""
     train = jnp.asarray(train, jnp.float32)
     if train.ndim != 4:
-        raise ConfigError(f"training set must be [N, H, W, C] images, got shape {train.shape}")
+        raise ValueError(f"training set must be [N, H, W, C] images, got shape {train.shape}")
     if train.shape[0] == 0:
-        raise ConfigError("the training set is empty: a score machine needs >= 1 image")
+        raise ValueError("the training set is empty: a score machine needs >= 1 image")
     if chunk_size < 1:
-        raise ConfigError(f"{chunk_size=} must be >= 1")
+        raise ValueError(f"{chunk_size=} must be >= 1")
     if patch_size is not None:
         limit = 2 * max(train.shape[1:3]) - 1
         if patch_size < 1 or patch_size % 2 == 0:
-            raise ConfigError(f"{patch_size=} must be odd and >= 1 (a window centred on a pixel)")
+            raise ValueError(f"{patch_size=} must be odd and >= 1 (a window centred on a pixel)")
         if patch_size > limit:
-            raise ConfigError(
+            raise ValueError(
                 f"{patch_size=} is larger than images {train.shape[1:3]} allow: every window of "
                 f"size {limit} already covers the whole image from every pixel"
             )
@@ -256,11 +255,43 @@ class EquivariantLocal(_Machine):
         return _stream(self.train, self.chunk_size, (rows,), (ch,), step).reshape(x.shape)
 
 
+@flax.struct.dataclass
+class ScheduledEquivariantLocal(_Machine):
+    """An ELS machine whose patch size follows t: `patch_sizes[i]` on [t_edges[i-1], t_edges[i])
+    (seed "Detail 1": a network's receptive field changes with t). Build with `scheduled`.
+
+    One `lax.switch` per call picks the branch from t[0]: every example of a call must share
+    its time, as in every sampler's step.
+
+    Attributes:
+      train: [N, H, W, C] training images.
+      patch_sizes: P of each time interval, odd.
+      t_edges: increasing boundaries between the intervals, len(patch_sizes) - 1 of them.
+      boundary_aware: as `EquivariantLocal`.
+      chunk_size: training images per scan step.
+    """
+
+    train: Array
+    patch_sizes: tuple[int, ...] = flax.struct.field(pytree_node=False)
+    t_edges: tuple[float, ...] = flax.struct.field(pytree_node=False)
+    boundary_aware: bool = flax.struct.field(pytree_node=False)
+    chunk_size: int = flax.struct.field(pytree_node=False)
+
+    def x0_mean(self, x: Array, t: Array, process: Process) -> Array:
+        """The x0 prediction of the ELS machine with P = patch size at t[0]; x: [B, H, W, C]."""
+        branches = [
+            EquivariantLocal(self.train, p, self.boundary_aware, self.chunk_size).x0_mean
+            for p in self.patch_sizes
+        ]
+        index = jnp.searchsorted(jnp.asarray(self.t_edges, jnp.float32), t[0], side="right")
+        return jax.lax.switch(index, branches, x, t, process)
+
+
 def ideal(train: Array, chunk_size: int = 256) -> Ideal:
     """The ideal machine of `train` [N, H, W, C].
 
     Raises:
-      ConfigError: for a training set that is not [N, H, W, C] with N >= 1, or chunk_size < 1.
+      ValueError: for a training set that is not [N, H, W, C] with N >= 1, or chunk_size < 1.
     """
     return Ideal(_check(train, chunk_size), chunk_size)
 
@@ -269,7 +300,7 @@ def local(train: Array, patch_size: int, chunk_size: int = 64) -> Local:
     """The LS machine of `train` [N, H, W, C] with P x P windows.
 
     Raises:
-      ConfigError: as `ideal`, and for an even patch_size or one above 2 max(H, W) - 1.
+      ValueError: as `ideal`, and for an even patch_size or one above 2 max(H, W) - 1.
     """
     return Local(_check(train, chunk_size, patch_size), patch_size, chunk_size)
 
@@ -280,22 +311,54 @@ def equivariant_local(
     """The ELS machine of `train` [N, H, W, C] with P x P patches.
 
     Raises:
-      ConfigError: as `local`.
+      ValueError: as `local`.
     """
     train = _check(train, chunk_size, patch_size)
     return EquivariantLocal(train, patch_size, bool(boundary_aware), chunk_size)
 
 
-MACHINES = {"ideal": ideal, "ls": local, "els": equivariant_local}
+def scheduled(
+    train: Array,
+    patch_sizes: tuple[int, ...],
+    t_edges: tuple[float, ...],
+    boundary_aware: bool = False,
+    chunk_size: int = 32,
+) -> ScheduledEquivariantLocal:
+    """The ELS machine of `train` with P = patch_sizes[i] for t in [t_edges[i-1], t_edges[i]).
+
+    Raises:
+      ValueError: as `local` for each patch size, and for t_edges that are not increasing or
+        not one fewer than the patch sizes.
+    """
+    if not patch_sizes:
+        raise ValueError("patch_sizes is empty: give at least one patch size")
+    for p in patch_sizes:
+        train = _check(train, chunk_size, p)
+    if len(t_edges) != len(patch_sizes) - 1 or list(t_edges) != sorted(set(t_edges)):
+        raise ValueError(
+            f"{t_edges=} must be {len(patch_sizes) - 1} increasing times between the intervals "
+            f"of {patch_sizes=}"
+        )
+    return ScheduledEquivariantLocal(
+        train, tuple(patch_sizes), tuple(map(float, t_edges)), bool(boundary_aware), chunk_size
+    )
+
+
+def nearest_distance(x: Array, train: Array) -> Array:
+    """RMS distance of each image x [B, H, W, C] to its nearest training image [N, H, W, C]:
+    [B]; ~0 means a memorised training image."""
+    a, b = x.reshape(x.shape[0], -1), train.reshape(train.shape[0], -1)
+    sq = jnp.sum(a * a, -1)[:, None] - 2.0 * a @ b.T + jnp.sum(b * b, -1)[None]  # [B, N]
+    return jnp.sqrt(jnp.maximum(sq.min(-1), 0.0) / a.shape[1])
+
+
+MACHINES = {"ideal": ideal, "ls": local, "els": equivariant_local, "els_scheduled": scheduled}
 
 
 def get(name: str, train: Array, **kwargs) -> _Machine:
-    """The machine `name` ("ideal", "ls", "els") of `train` built with `kwargs`.
+    """The machine `name` ("ideal", "ls", "els", "els_scheduled") of `train` built with `kwargs`.
 
     Raises:
-      ValueError: for an unknown name (listing the valid ones); ConfigError for bad arguments.
+      ValueError: for an unknown name (listing the valid ones) or bad arguments.
     """
     return _registry.lookup("score machine", MACHINES, name)(train, **kwargs)
-
-
-__all__ = ["MACHINES", "get", "ideal", "local", "equivariant_local", "patches"]
