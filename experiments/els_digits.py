@@ -36,29 +36,35 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "experiments/results/els_digits.json", "JSON output.")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/els_exp", "Where runs and samples live.")
-_STEPS = flags.DEFINE_integer("steps", 2000, "Training steps of each network.")
+_STEPS = flags.DEFINE_integer("steps", 2000, "Training steps of the conv network.")
+_ATTN_STEPS = flags.DEFINE_integer("attn_steps", 1000, "Training steps of the attention network.")
+_MACHINES = flags.DEFINE_list(
+    "machines",
+    "ideal,ls_P3,els_P3,ls_P5,els_P5,els_calibrated",
+    "Which machines to sample (ideal, ls_P<P>, els_P<P> for P in PATCH_SIZES, els_calibrated).",
+)
 _SAMPLES = flags.DEFINE_integer("num_samples", 100, "Images per sampler (r^2 over these).")
 
-PATCH_SIZES = (3, 5, 7)  # fixed P of the LS and ELS machines
+PATCH_SIZES = (3, 5)  # fixed P of the LS and ELS machines
 NETWORKS = {"conv": (), "attn": (4,)}  # name -> self-attention resolutions of unet_digits
 CALIBRATION_TS = np.linspace(0.02, 0.98, 17)  # times at which the receptive field is measured
 PAPER = {"els_vs_cnn_median": [0.94, 0.96], "els_vs_unet_attention_median": 0.77}
 
 
-def _config(attn):
+def _config(attn, steps):
     config = els_digits.get_config()
     config.mode = "train"
     config.model.kwargs.attn_resolutions = attn
-    config.training.num_steps = _STEPS.value
+    config.training.num_steps = steps
     config.training.sample_every = 0
     config.eval.at_end = False
     return config
 
 
-def _network(attn, workdir):
+def _network(attn, steps, workdir):
     """(experiment, state) of the network trained in `workdir` (trained first if missing)."""
-    config = _config(attn)
-    if not os.path.exists(os.path.join(workdir, "checkpoints", str(_STEPS.value))):
+    config = _config(attn, steps)
+    if not os.path.exists(os.path.join(workdir, "checkpoints", str(steps))):
         loop.train(config, workdir)
     return runs.restore_latest(config, workdir)
 
@@ -120,7 +126,11 @@ def main(argv):
     started = time.time()
     root = _WORKDIR.value
     n = _SAMPLES.value
-    nets = {name: _network(attn, os.path.join(root, name)) for name, attn in NETWORKS.items()}
+    steps = {"conv": _STEPS.value, "attn": _ATTN_STEPS.value}
+    nets = {
+        name: _network(attn, steps[name], os.path.join(root, name))
+        for name, attn in NETWORKS.items()
+    }
     exp, _ = nets["conv"]
     key = jax.random.PRNGKey(exp.seed)
     train = np.asarray(exp.dataset.as_array("train")["x"])
@@ -144,6 +154,7 @@ def main(argv):
         machines[f"ls_P{p}"] = score_machines.local(train, p, chunk_size=100)
         machines[f"els_P{p}"] = score_machines.equivariant_local(train, p, True, chunk_size=16)
     machines["els_calibrated"] = score_machines.scheduled(train, sizes, edges, True, 16)
+    machines = {k: v for k, v in machines.items() if k in _MACHINES.value}
     draw = jax.jit(lambda m: score_machine.draw(exp, m, key, n))
     results, samples = {}, {}
     for label, machine in machines.items():
@@ -197,8 +208,9 @@ def main(argv):
     ax.imshow(plots.image_grid(np.concatenate([r[:12] for r in rows]), 12), cmap="gray")
     ax.set_title(f"same noise; rows: conv, {best_els}, attn, {best_ls}, ideal", fontsize=9)
     ax.axis("off")
-    els_p = int(best_els.split("P")[-1]) if "P" in best_els else max(sizes)
-    els_sample = samples[best_els if "P" in best_els else f"els_P{els_p}"][0]
+    # The patch size of the last steps (smallest t) fixes the final pixels.
+    els_p = int(best_els.split("P")[-1]) if "P" in best_els else sizes[0]
+    els_sample = samples[best_els][0]
     mosaic = _mosaic(
         [fig.add_subplot(grid[2, i]) for i in range(5)], els_sample, train, els_p,
         [(1, 3), (3, 2), (4, 5), (6, 4)],
@@ -211,7 +223,7 @@ def main(argv):
     payload = {
         "num_samples": n,
         "num_train": int(train.shape[0]),
-        "train_steps": _STEPS.value,
+        "train_steps": steps,
         "sampler": "ddim eta=0, 50 steps, same noise for every machine and network",
         "r2": results,
         "paper": PAPER,
