@@ -43,6 +43,7 @@ _MACHINES = flags.DEFINE_list(
     "ideal,ls_P3,els_P3,ls_P5,els_P5,els_calibrated",
     "Which machines to sample (ideal, ls_P<P>, els_P<P> for P in PATCH_SIZES, els_calibrated).",
 )
+_NETWORKS = flags.DEFINE_list("networks", "conv,attn", "Which networks to train and compare.")
 _SAMPLES = flags.DEFINE_integer("num_samples", 100, "Images per sampler (r^2 over these).")
 
 PATCH_SIZES = (3, 5)  # fixed P of the LS and ELS machines
@@ -130,6 +131,7 @@ def main(argv):
     nets = {
         name: _network(attn, steps[name], os.path.join(root, name))
         for name, attn in NETWORKS.items()
+        if name in _NETWORKS.value
     }
     exp, _ = nets["conv"]
     key = jax.random.PRNGKey(exp.seed)
@@ -183,7 +185,7 @@ def main(argv):
     grid = fig.add_gridspec(3, 5)
     ax = fig.add_subplot(grid[0, :3])
     labels = list(results)
-    for offset, net in [(-0.2, "conv"), (0.2, "attn")]:
+    for offset, net in [(-0.2, "conv"), (0.2, "attn")][: len(nets)]:
         values = [r2(samples[k], network_samples[net]) for k in labels]
         color = "tab:blue" if net == "conv" else "tab:orange"
         ax.boxplot(values, positions=np.arange(len(labels)) + offset, widths=0.35,
@@ -198,15 +200,17 @@ def main(argv):
     ax.set_ylabel("effective patch size P (90% of |d x0_p / d x|)")
     ax.set_title("conv UNet receptive field")
     ax = fig.add_subplot(grid[1, :2])
-    for k in ["ideal", best_ls, best_els, "conv", "attn"]:
+    for k in ["ideal", best_ls, best_els, *nets]:
         ax.hist(distances[k], bins=30, range=(0, 0.6), histtype="step", label=k, lw=1.5)
     ax.set_xlabel("RMS distance to nearest training image")
     ax.legend()
     ax = fig.add_subplot(grid[1, 2:])
-    rows = [network_samples["conv"], samples[best_els], network_samples["attn"],
-            samples[best_ls], samples["ideal"]]  # fmt: skip
+    shown = {"conv": network_samples["conv"], best_els: samples[best_els],
+             **{k: v for k, v in network_samples.items() if k != "conv"},
+             best_ls: samples[best_ls], "ideal": samples["ideal"]}  # fmt: skip
+    rows = list(shown.values())
     ax.imshow(plots.image_grid(np.concatenate([r[:12] for r in rows]), 12), cmap="gray")
-    ax.set_title(f"same noise; rows: conv, {best_els}, attn, {best_ls}, ideal", fontsize=9)
+    ax.set_title(f"same noise; rows: {', '.join(shown)}", fontsize=9)
     ax.axis("off")
     # The patch size of the last steps (smallest t) fixes the final pixels.
     els_p = int(best_els.split("P")[-1]) if "P" in best_els else sizes[0]
