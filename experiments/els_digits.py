@@ -40,13 +40,13 @@ _STEPS = flags.DEFINE_integer("steps", 2000, "Training steps of the conv network
 _ATTN_STEPS = flags.DEFINE_integer("attn_steps", 1000, "Training steps of the attention network.")
 _MACHINES = flags.DEFINE_list(
     "machines",
-    "ideal,ls_P3,els_P3,ls_P5,els_P5,els_calibrated",
+    "ideal,ls_P3,els_P3,ls_P5,els_P5,ls_P7,els_P7,els_calibrated",
     "Which machines to sample (ideal, ls_P<P>, els_P<P> for P in PATCH_SIZES, els_calibrated).",
 )
 _NETWORKS = flags.DEFINE_list("networks", "conv,attn", "Which networks to train and compare.")
 _SAMPLES = flags.DEFINE_integer("num_samples", 100, "Images per sampler (r^2 over these).")
 
-PATCH_SIZES = (3, 5)  # fixed P of the LS and ELS machines
+PATCH_SIZES = (3, 5, 7)  # fixed P of the LS and ELS machines
 NETWORKS = {"conv": (), "attn": (4,)}  # name -> self-attention resolutions of unet_digits
 CALIBRATION_TS = np.linspace(0.02, 0.98, 17)  # times at which the receptive field is measured
 PAPER = {"els_vs_cnn_median": [0.94, 0.96], "els_vs_unet_attention_median": 0.77}
@@ -94,16 +94,20 @@ def _summary(values):
 
 
 def _mosaic(ax_row, sample, train, patch_size, pixels):
-    """One ELS sample and, for each pixel, the training patch nearest to its window (by the
-    seed's theorem the patch whose centre the pixel converged to)."""
+    """One boundary-aware ELS sample and, for each pixel, the training patch of its padding
+    pattern nearest to its window (by the seed's theorem the patch whose centre the pixel
+    converged to)."""
     query = score_machines.patches(jnp.asarray(sample[None]), patch_size)[0]  # [H, W, P P]
     bank = score_machines.patches(jnp.asarray(train), patch_size)  # [N, H, W, P P]
     flat = np.asarray(bank).reshape(-1, bank.shape[-1])
+    pattern = score_machines.padding_pattern(*sample.shape[:2], patch_size)  # [H, W]
+    patterns = np.broadcast_to(pattern, bank.shape[:3]).reshape(-1)
     ax_row[0].imshow(sample[..., 0], cmap="gray", vmin=-1, vmax=1)
     ax_row[0].set_title(f"ELS sample (P={patch_size})")
     found = []
     for ax, (i, j), color in zip(ax_row[1:], pixels, ["r", "g", "b", "m"], strict=False):
-        k = int(np.argmin(np.sum((flat - np.asarray(query[i, j])) ** 2, -1)))
+        dist = np.sum((flat - np.asarray(query[i, j])) ** 2, -1)
+        k = int(np.argmin(np.where(patterns == pattern[i, j], dist, np.inf)))
         n, pi, pj = np.unravel_index(k, bank.shape[:3])
         r = patch_size // 2
         padded = np.pad(train[n, ..., 0], r)

@@ -240,12 +240,17 @@ class EquivariantLocal(_Machine):
         groups = [np.flatnonzero(pattern == k) for k in np.unique(pattern)]
         groups = groups if self.boundary_aware else [np.arange(h * w)]
         out = jnp.zeros((b, h * w, ch), jnp.float32)
-        for where in groups:
-            mean = self._group_mean(query[:, where], where, alpha, inv2s2)  # [B, n_g, C]
-            out = out.at[:, where].set(mean)
+        # Patterns with as many positions are one vmapped scan: a few scans to compile, not one
+        # per pattern (64 when P = 15 cuts every window of an 8 x 8 image differently).
+        for size in sorted({len(g) for g in groups}):
+            where = np.stack([g for g in groups if len(g) == size])  # [G, n_g]
+            mean = jax.vmap(lambda wh: self._group_mean(query[:, wh], wh, alpha, inv2s2))(
+                jnp.asarray(where)
+            )  # [G, B, n_g, C]
+            out = out.at[:, where.reshape(-1)].set(jnp.moveaxis(mean, 0, 1).reshape(b, -1, ch))
         return out.reshape(x.shape)
 
-    def _group_mean(self, query: Array, where: np.ndarray, alpha: Array, inv2s2: Array) -> Array:
+    def _group_mean(self, query: Array, where: Array, alpha: Array, inv2s2: Array) -> Array:
         """The posterior mean of the centre pixel at the positions `where` (flat indices, [n_g])
         over the dataset patches at those positions; query: [B, n_g, C P P] patches of x."""
         b, n_g, _ = query.shape
