@@ -5,7 +5,9 @@ field of a trained network changes with t, measured from the absolute gradient o
 at a pixel with respect to the input. Here the output is the x0 prediction at the centre pixel
 p (summed over channels), its gradient |d x0_hat_p / d x| [H, W] (one `jax.vjp`), and the
 effective patch size the smallest odd P whose P x P window around p holds `fraction` of the
-gradient's mass (Kamb & Ganguli 2024 calibrate the ELS machine's P per t the same way).
+gradient's mass (Kamb & Ganguli 2024 calibrate the ELS machine's P per t from the trained
+network; this gradient-mass rule is our reading of the seed's "measured by the absolute values
+of the gradient").
 """
 
 import jax

@@ -22,9 +22,10 @@ compares the patch at p only with the dataset patches cut at the same sides by t
 
 Every machine streams over the training set in chunks of `chunk_size` images with a running
 log-sum-exp in one `lax.scan`, so memory is bounded by the chunk ([B, chunk] logits for the
-ideal machine, [B H W, chunk H W] for ELS), never [B, N, D]. The squared distance is expanded
-as |x|^2 - 2 alpha <x, x0> + alpha^2 |x0|^2 and |x|^2 dropped (a constant of each softmax), so
-the cross term is one matmul.
+ideal machine, [B, chunk, H, W] for LS, [B H W, chunk H W] for ELS, less when boundary-aware),
+never [B, N, D]. For the ideal and ELS machines the squared distance is expanded as
+|x|^2 - 2 alpha <x, x0> + alpha^2 |x0|^2 and |x|^2 dropped (a constant of each softmax), so the
+cross term is one matmul.
 """
 
 import flax.struct
