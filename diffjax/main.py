@@ -24,7 +24,7 @@ from ml_collections import config_flags
 
 from diffjax import _registry, compile_cache, distributed
 from diffjax.errors import ConfigError, UserError
-from diffjax.train import distill, edit, generate, loop, preemption, reflow, settings
+from diffjax.train import distill, edit, generate, loop, preemption, reflow, score_machine, settings
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file.", lock_config=True
@@ -61,6 +61,7 @@ MODES = {
     "distill": distill.distill,
     "reflow": reflow.reflow,
     "edit": edit.edit,
+    "score_machine": score_machine.score_machine,
 }
 
 _SAMPLER_OPTION = re.compile(r"--?config\.sample\.options\.(\w+)=(.*)", re.DOTALL)
