@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
             # null_cond = model.num_classes (the null class).
             "guidance_scale": 1.0,
             "null_cond": -1,  # the null label (-1: none, an unconditional model)
+            "network_times": "t_gap",  # the network sees (t, t - r) (the paper's) | r_t: (r, t)
         }
     )
     config.sample.sampler = ""  # the method's "meanflow" sampler
