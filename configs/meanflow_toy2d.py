@@ -25,6 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
             "guidance_scale": 1.0,
             "null_cond": -1,  # the null label (-1: none, an unconditional model)
             "network_times": "t_gap",  # the network sees (t, t - r) (the paper's) | r_t: (r, t)
+            "time_scale": 1.0,  # ... times time_scale (the MLP's sinusoidal embedding: 1000 t)
         }
     )
     config.sample.sampler = ""  # the method's "meanflow" sampler

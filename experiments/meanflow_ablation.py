@@ -1,19 +1,21 @@
 """MeanFlow on two moons, one factor at a time: what one-step generation needs.
 
-Every run is `configs/meanflow_toy2d.py` trained through the CLI path (`diffjax.train.loop`) at
-the iCT budget of experiments/few_step.py (3000 steps) with one factor changed:
+Every run is `configs/meanflow_toy2d.py` at the paper's settings (`PAPER_SETTINGS`, its defaults
+before this ablation) trained through the CLI path (`diffjax.train.loop`) at the iCT budget of
+experiments/few_step.py (3000 steps) with one factor changed:
 
   time_distribution  the logit-normal (mean, std) of each draw of (r, t), or uniform
   r_neq_t            the fraction of examples with r != t (1 - loss.equal_fraction)
   adaptive_power     p of the adaptive weight 1 / (||D||^2 + c)^p
   network_times      what the network is fed: (t, t - r) (the paper's) or (r, t)
+  time_scale         the network sees time_scale x those times (its embedding's frequencies)
   optim              learning rate, batch size
-  budget             training steps (10k, 30k)
+  budget             training steps (--budgets, default 10k and 30k)
 
-then all non-budget factors at their best value together ("combined"). Each run is scored as
+then the best value of every other factor run together ("combined"). Each run is scored as
 few_step.py scores it: 4000 samples of the EMA parameters from the method's sampler at 1 and 2
-NFE, the sliced W1 (`diffjax.evaluation.sliced`) to the test split with the evaluation key
-PRNGKey(seed + 1).
+NFE (the combined run and its baseline at few_step's 1 to 16), the sliced W1
+(`diffjax.evaluation.sliced`) to the test split with the evaluation key PRNGKey(seed + 1).
 
   python experiments/meanflow_ablation.py --out experiments/results/meanflow_ablation.json
 
@@ -22,6 +24,7 @@ writes the JSON and a PNG (1-NFE and 2-NFE sliced W1 per factor) beside it. Runs
 processes can train disjoint factors, and a last full run collects them).
 """
 
+import hashlib
 import json
 import os
 import time
@@ -32,8 +35,10 @@ import numpy as np
 from absl import app, flags, logging
 
 from configs import meanflow_toy2d
+from diffjax.errors import WorkdirError
 from diffjax.evaluation.sliced import sliced_w1
-from diffjax.train import experiment, loop, runs
+from diffjax.methods import meanflow
+from diffjax.train import experiment, loop, runs, workdirs
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -44,8 +49,22 @@ _STEPS = flags.DEFINE_integer("steps", 3000, "Training steps of every run but th
 _SAMPLES = flags.DEFINE_integer("num_samples", 4000, "Samples per evaluation (few_step's).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of every run and of the evaluation.")
 _FACTORS = flags.DEFINE_list("factors", [], "Factors to run (default: all, then combined).")
+_BUDGETS = flags.DEFINE_list("budgets", ["10000", "30000"], "Training steps of factor budget.")
 
 NFES = (1, 2)
+ROW_NFES = (1, 2, 4, 8, 16)  # few_step.py's, for the README row of the combined run
+# The point every factor moves from: the paper's ImageNet settings (Geng et al. 2025, table 1),
+# which were this config's defaults before the ablation, with the flow-matching toy's optimizer.
+PAPER_SETTINGS = {
+    "loss.time_distribution": "logit_normal",
+    "loss.time_distribution_kwargs": dict(meanflow.PAPER_TIME_DISTRIBUTION),
+    "loss.equal_fraction": 0.75,
+    "loss.adaptive_power": 1.0,
+    "loss.network_times": "t_gap",
+    "loss.time_scale": 1.0,
+    "optim.learning_rate": 1e-3,
+    "training.batch_size": 256,
+}
 # The factors as {label: dotted config overrides}; every factor's first entry is the baseline.
 BASELINE = "baseline"
 FACTORS = {
@@ -70,26 +89,26 @@ FACTORS = {
         BASELINE: {},  # (t, t - r)
         "(r, t)": {"loss.network_times": "r_t"},
     },
+    "time_scale": {
+        BASELINE: {},  # 1: the MLP's sinusoidal embedding of 1000 t
+        "0.01": {"loss.time_scale": 0.01},
+        "0.001": {"loss.time_scale": 0.001},
+        "0.0001": {"loss.time_scale": 0.0001},
+    },
     "optim": {
         BASELINE: {},  # lr 1e-3, batch 256
         "lr 3e-3": {"optim.learning_rate": 3e-3},
         "lr 3e-4": {"optim.learning_rate": 3e-4},
         "batch 1024": {"training.batch_size": 1024},
     },
-    "budget": {
-        BASELINE: {},  # --steps
-        "10k": {"training.num_steps": 10_000},
-        "30k": {"training.num_steps": 30_000},
-    },
+    "budget": {BASELINE: {}},  # --steps; the longer ones come from --budgets
 }
-COMBINED = "combined"  # the best value of every factor but the budget, together
+COMBINED = "combined"  # the best value of every other factor run, together
 
 
 def _config(overrides: dict):
-    config = meanflow_toy2d.get_config()
-    return runs.derive(
-        config, **{"seed": _SEED.value, "training.num_steps": _STEPS.value, **overrides}
-    )
+    base = {"seed": _SEED.value, "training.num_steps": _STEPS.value, **PAPER_SETTINGS}
+    return runs.derive(meanflow_toy2d.get_config(), **{**base, **overrides})
 
 
 def _run_name(factor: str, label: str) -> str:
@@ -98,26 +117,46 @@ def _run_name(factor: str, label: str) -> str:
     return f"{factor}_{''.join(c if c.isalnum() or c == '.' else '_' for c in label)}"
 
 
-def _train_and_score(name: str, overrides: dict, test_x: np.ndarray) -> dict:
-    """Trains one run (or reuses it) and scores its samples at each of NFES."""
-    workdir = os.path.join(_WORKDIR.value, name)
-    started = time.time()
-    loop.train(_config(overrides), workdir)
-    seconds = time.time() - started
-    run_config = runs.load_config(workdir)
-    _, state = runs.restore_latest(run_config, workdir)
+def _combined_name(overrides: dict) -> str:
+    """The combined run's workdir name, one per set of overrides (a later pick trains anew)."""
+    digest = hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()
+    return f"{COMBINED}_{digest[:8]}"
+
+
+def _train_and_score(name: str, overrides: dict, test_x: np.ndarray, nfes=NFES) -> dict:
+    """Trains one run (or reuses a finished one) and scores its samples at each of `nfes`;
+    train_seconds is None for a reused run."""
+    workdir, config = os.path.join(_WORKDIR.value, name), _config(overrides)
+    if os.path.exists(os.path.join(workdir, runs.CONFIG_FILE)):  # loop.train would resume it
+        diff = workdirs.changes(runs.load_config(workdir).to_dict(), config.to_dict())
+        if diff:
+            raise WorkdirError(f"{workdir} holds a run of another config ({diff}): new --workdir")
+    try:  # a finished run is only restored: loop.train would build and compile it first
+        _, state = runs.restore_latest(config, workdir)
+    except WorkdirError:
+        state = None
+    seconds = None
+    if state is None or int(state.step) < config.training.num_steps:
+        started = time.time()
+        state = loop.train(config, workdir)
+        seconds = time.time() - started
     eval_key = jax.random.PRNGKey(_SEED.value + 1)
     entry = {"overrides": overrides, "train_seconds": seconds}
-    for nfe in NFES:
-        run_exp = experiment.build(runs.derive(run_config, **{"sample.num_steps": nfe}))
+    for nfe in nfes:
+        run_exp = experiment.build(runs.derive(config, **{"sample.num_steps": nfe}))
         x = jax.jit(lambda p, e=run_exp: e.sample(p, eval_key, _SAMPLES.value))(state.ema_params)
         entry[f"sliced_w1_nfe{nfe}"] = sliced_w1(np.asarray(x), test_x, eval_key)
     logging.info("%s: %s", name, entry)
     return entry
 
 
+def _budgets() -> dict:
+    """The budget factor's entries beyond the baseline, {"10k": {"training.num_steps": ...}}."""
+    return {f"{int(n) // 1000}k": {"training.num_steps": int(n)} for n in _BUDGETS.value}
+
+
 def _best_overrides(results: dict) -> dict:
-    """The overrides of the best 1-NFE value of every factor but the budget."""
+    """The overrides of the best 1-NFE value of every factor in `results` but the budget."""
     best = {}
     for factor, entries in results.items():
         if factor == "budget":
@@ -153,23 +192,23 @@ def main(argv):
     if unknown:
         raise ValueError(f"unknown --factors {unknown}; valid: {', '.join([*FACTORS, COMBINED])}")
     chosen = _FACTORS.value or [*FACTORS, COMBINED]
-    if COMBINED in chosen:  # it picks from the other factors' results (reused if trained)
-        chosen = [*chosen, *(f for f in FACTORS if f != "budget")]
+    factors = {**FACTORS, "budget": {**FACTORS["budget"], **_budgets()}}
     test_x = experiment.build(_config({})).dataset.as_array("test")["x"]
     results = {}
-    for factor in (f for f in FACTORS if f in chosen):
+    for factor in (f for f in factors if f in chosen):
         results[factor] = {
             label: _train_and_score(_run_name(factor, label), overrides, test_x)
-            for label, overrides in FACTORS[factor].items()
+            for label, overrides in factors[factor].items()
         }
     if COMBINED in chosen:
         best = _best_overrides(results)
         results[COMBINED] = {
-            BASELINE: results["time_distribution"][BASELINE],
-            COMBINED: _train_and_score(COMBINED, best, test_x),
+            BASELINE: _train_and_score(BASELINE, {}, test_x, ROW_NFES),
+            COMBINED: _train_and_score(_combined_name(best), best, test_x, ROW_NFES),
         }
     output = {
         "config": {"steps": _STEPS.value, "num_samples": _SAMPLES.value, "seed": _SEED.value},
+        "paper_settings": PAPER_SETTINGS,
         "results": results,
         "floor_sliced_w1": sliced_w1(
             experiment.build(_config({})).dataset.as_array("train")["x"][: _SAMPLES.value],

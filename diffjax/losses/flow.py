@@ -168,6 +168,7 @@ class MeanFlowLoss(Objective):
         batch label equal to it marks an example whose label was dropped.
       network_times: what the network sees, "t_gap" (t, t - r) or "r_t" (r, t)
         (`preconditioning.AverageVelocity`).
+      time_scale: the network sees time_scale x those times (`AverageVelocity`).
     """
 
     process: Process
@@ -179,11 +180,13 @@ class MeanFlowLoss(Objective):
     guidance_scale: float = 1.0
     null_cond: int = -1
     network_times: str = "t_gap"
+    time_scale: float = 1.0
 
     def __post_init__(self):
         times = _time_distribution(self.time_distribution, self.time_distribution_kwargs, 0.0)
         object.__setattr__(self, "_times", times)
-        object.__setattr__(self, "_prediction", AverageVelocity(self.network_times))
+        prediction = AverageVelocity(self.network_times, self.time_scale)
+        object.__setattr__(self, "_prediction", prediction)
         if not 0.0 <= self.equal_fraction <= 1.0:
             raise ValueError(f"fractions must lie in [0, 1]: {self.equal_fraction=}")
         if self.adaptive_power < 0.0 or self.adaptive_eps <= 0.0:

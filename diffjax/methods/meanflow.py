@@ -33,6 +33,7 @@ def meanflow(
     guidance_scale: float = 1.0,
     null_cond: int = -1,
     network_times: str = "t_gap",
+    time_scale: float = 1.0,
 ) -> Recipe:
     """MeanFlow: the average-velocity network trained with the jvp target.
 
@@ -48,6 +49,7 @@ def meanflow(
         model (`model.num_classes`) trained with label dropout (`model.p_uncond` > 0).
       null_cond: the null label, i.e. `model.num_classes` (required when omega != 1).
       network_times: what the network sees: "t_gap" (t, t - r), the paper's, or "r_t" (r, t).
+      time_scale: the network sees time_scale x those times (< 1: a smoother d/dt u).
 
     Raises:
       ValueError: for out-of-range options.
@@ -66,11 +68,12 @@ def meanflow(
         guidance_scale,
         null_cond,
         network_times,
+        time_scale,
     )
     return Recipe(
         name="meanflow",
         process=process,
-        prediction=AverageVelocity(network_times),
+        prediction=AverageVelocity(network_times, time_scale),
         objective=objective,
         sampler="meanflow",
         num_times=2,

@@ -80,19 +80,21 @@ def test_recipe_loss_is_zero_for_the_exact_model_of_point_data():
     assert float(value) < 1e-6
 
 
-def test_recipe_loss_with_network_times_r_t_is_zero_for_the_exact_model_of_point_data():
-    """Fed (r, t), the exact u(z, r, t) = (z - mu) / t reads t from column 1; the jvp's tangent
-    (0, 1) reaches it through the feed. A model reading column 0 (now r) is not exact."""
+@pytest.mark.parametrize("time_scale", [1.0, 0.01])
+def test_recipe_loss_with_network_times_r_t_is_zero_for_the_exact_model_of_point_data(time_scale):
+    """Fed s (r, t), the exact u(z, r, t) = (z - mu) / t reads s t from column 1; the jvp's
+    tangent (0, 1) reaches it through the feed. A model reading column 0 (now r) is not exact."""
     mu = jnp.array([0.7, -0.2])
     x = jnp.broadcast_to(mu, (128, 2))
 
     def squared_error(column):
         def apply_fn(params, z, times, cond=None, key=None):
-            return (z - mu[None]) / times[:, column : column + 1]
+            return (z - mu[None]) / (times[:, column : column + 1] / time_scale)
 
-        loss_fn = mf.meanflow(RF, time_distribution="uniform", network_times="r_t").make_loss(
-            apply_fn
+        recipe = mf.meanflow(
+            RF, time_distribution="uniform", network_times="r_t", time_scale=time_scale
         )
+        loss_fn = recipe.make_loss(apply_fn)
         return float(
             jax.jit(loss_fn)({"model": {}}, {"x": x}, jax.random.key(3))[1]["squared_error"]
         )
