@@ -12,9 +12,11 @@ experiments/few_step.py (3000 steps) with one factor changed:
   optim              learning rate, batch size
   budget             training steps (--budgets, default 10k and 30k)
 
-then the best value of every other factor run together ("combined"). Each run is scored as
-few_step.py scores it: 4000 samples of the EMA parameters from the method's sampler at 1 and 2
-NFE (the combined run and its baseline at few_step's 1 to 16), the sliced W1
+then "combined": the best value of every factor at once, and forward selection from the best
+single change (each next-best factor's value kept only if it helps); the best of all these is
+"selected", the defaults of configs/meanflow_toy2d.py. Each run is scored as few_step.py scores
+it: 4000 samples of the EMA parameters from the method's sampler at 1 and 2 NFE (the selected
+run and the paper's settings at few_step's 1 to 16), the sliced W1
 (`diffjax.evaluation.sliced`) to the test split with the evaluation key PRNGKey(seed + 1).
 
   python experiments/meanflow_ablation.py --out experiments/results/meanflow_ablation.json
@@ -52,7 +54,7 @@ _FACTORS = flags.DEFINE_list("factors", [], "Factors to run (default: all, then 
 _BUDGETS = flags.DEFINE_list("budgets", ["10000", "30000"], "Training steps of factor budget.")
 
 NFES = (1, 2)
-ROW_NFES = (1, 2, 4, 8, 16)  # few_step.py's, for the README row of the combined run
+ROW_NFES = (1, 2, 4, 8, 16)  # few_step.py's, for the README row of the selected run
 # The point every factor moves from: the paper's ImageNet settings (Geng et al. 2025, table 1),
 # which were this config's defaults before the ablation, with the flow-matching toy's optimizer.
 PAPER_SETTINGS = {
@@ -103,7 +105,7 @@ FACTORS = {
     },
     "budget": {BASELINE: {}},  # --steps; the longer ones come from --budgets
 }
-COMBINED = "combined"  # the best value of every other factor run, together
+COMBINED = "combined"  # the factors' best values together (`_combine`)
 
 
 def _config(overrides: dict):
@@ -118,7 +120,7 @@ def _run_name(factor: str, label: str) -> str:
 
 
 def _combined_name(overrides: dict) -> str:
-    """The combined run's workdir name, one per set of overrides (a later pick trains anew)."""
+    """A combined run's workdir name, one per set of overrides."""
     digest = hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()
     return f"{COMBINED}_{digest[:8]}"
 
@@ -141,7 +143,11 @@ def _train_and_score(name: str, overrides: dict, test_x: np.ndarray, nfes=NFES) 
         state = loop.train(config, workdir)
         seconds = time.time() - started
     eval_key = jax.random.PRNGKey(_SEED.value + 1)
+    with open(os.path.join(workdir, "history.jsonl")) as f:  # `diffjax.train.writer`'s
+        last = json.loads(f.readlines()[-1])
+    # ||u_theta - u_tgt||^2 at the last logged step: how noisy the regression target is.
     entry = {"overrides": overrides, "train_seconds": seconds}
+    entry["squared_error"] = last["squared_error"]
     for nfe in nfes:
         run_exp = experiment.build(runs.derive(config, **{"sample.num_steps": nfe}))
         x = jax.jit(lambda p, e=run_exp: e.sample(p, eval_key, _SAMPLES.value))(state.ema_params)
@@ -155,15 +161,36 @@ def _budgets() -> dict:
     return {f"{int(n) // 1000}k": {"training.num_steps": int(n)} for n in _BUDGETS.value}
 
 
-def _best_overrides(results: dict) -> dict:
-    """The overrides of the best 1-NFE value of every factor in `results` but the budget."""
-    best = {}
+def _best_per_factor(results: dict) -> list[tuple[str, dict]]:
+    """("factor=label", entry) of the best value of every factor in `results` but the budget,
+    where it beats the factor's baseline; best first."""
+    picks = []
     for factor, entries in results.items():
-        if factor == "budget":
-            continue
         label = min(entries, key=lambda k: entries[k]["sliced_w1_nfe1"])
-        best.update(entries[label]["overrides"])
-    return best
+        if factor != "budget" and label != BASELINE:
+            picks.append((f"{factor}={label}", entries[label]))
+    return sorted(picks, key=lambda pick: pick[1]["sliced_w1_nfe1"])
+
+
+def _combine(results: dict, test_x: np.ndarray) -> tuple[dict, dict]:
+    """All best values at once, and forward selection: from the best single change, add each
+    next-best factor's value and keep it only if the 1-NFE sliced W1 drops.
+
+    Returns:
+      ({label: entry} of the runs, the overrides of the best of them).
+    """
+    picks = _best_per_factor(results)
+    every = {k: v for _, entry in picks for k, v in entry["overrides"].items()}
+    runs_ = {"all best at once": _train_and_score(_combined_name(every), every, test_x)}
+    (label, best), *rest = picks
+    runs_[f"+{label}"] = best
+    for label, entry in rest:
+        trial = {**best["overrides"], **entry["overrides"]}
+        runs_[f"+{label}"] = _train_and_score(_combined_name(trial), trial, test_x)
+        if runs_[f"+{label}"]["sliced_w1_nfe1"] < best["sliced_w1_nfe1"]:
+            best = runs_[f"+{label}"]
+    best = min(best, runs_["all best at once"], key=lambda entry: entry["sliced_w1_nfe1"])
+    return runs_, best["overrides"]
 
 
 def _plot(results: dict, path: str) -> None:
@@ -200,16 +227,23 @@ def main(argv):
             label: _train_and_score(_run_name(factor, label), overrides, test_x)
             for label, overrides in factors[factor].items()
         }
+    selected = None
     if COMBINED in chosen:
-        best = _best_overrides(results)
-        results[COMBINED] = {
-            BASELINE: _train_and_score(BASELINE, {}, test_x, ROW_NFES),
-            COMBINED: _train_and_score(_combined_name(best), best, test_x, ROW_NFES),
+        combined, best = _combine(results, test_x)
+        results[COMBINED] = {BASELINE: results[next(iter(results))][BASELINE], **combined}
+        # The chosen settings (configs/meanflow_toy2d.py's) and the paper's, at few_step's NFE.
+        singles = [_run_name(f, k) for f in factors for k, o in factors[f].items() if o == best]
+        name = singles[0] if singles else _combined_name(best)
+        selected = {
+            "overrides": best,
+            "paper": _train_and_score(BASELINE, {}, test_x, ROW_NFES),
+            "chosen": _train_and_score(name, best, test_x, ROW_NFES),
         }
     output = {
         "config": {"steps": _STEPS.value, "num_samples": _SAMPLES.value, "seed": _SEED.value},
         "paper_settings": PAPER_SETTINGS,
         "results": results,
+        "selected": selected,
         "floor_sliced_w1": sliced_w1(
             experiment.build(_config({})).dataset.as_array("train")["x"][: _SAMPLES.value],
             test_x,
