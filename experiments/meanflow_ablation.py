@@ -9,14 +9,14 @@ experiments/few_step.py (3000 steps) with one factor changed:
   adaptive_power     p of the adaptive weight 1 / (||D||^2 + c)^p
   network_times      what the network is fed: (t, t - r) (the paper's) or (r, t)
   time_scale         the network sees time_scale x those times (its embedding's frequencies)
-  optim              learning rate, batch size
+  optim              learning rate
   budget             training steps (--budgets, default 10k and 30k)
 
-then "combined": the best value of every factor at once, and forward selection from the best
-single change (each next-best factor's value kept only if it helps); the best of all these is
-"selected", the defaults of configs/meanflow_toy2d.py. Each run is scored as few_step.py scores
-it: 4000 samples of the EMA parameters from the method's sampler at 1 and 2 NFE (the selected
-run and the paper's settings at few_step's 1 to 16), the sliced W1
+then "combined": forward selection from the best single change (each next-best factor's value
+kept only if it helps); its result is "selected", the defaults of configs/meanflow_toy2d.py.
+Each run is scored as few_step.py scores it: 4000 samples of the EMA parameters from the
+method's sampler at 1 and 2 NFE (the selected run and the paper's settings at few_step's 1 to
+16), the sliced W1
 (`diffjax.evaluation.sliced`) to the test split with the evaluation key PRNGKey(seed + 1).
 
   python experiments/meanflow_ablation.py --out experiments/results/meanflow_ablation.json
@@ -101,7 +101,6 @@ FACTORS = {
         BASELINE: {},  # lr 1e-3, batch 256
         "lr 3e-3": {"optim.learning_rate": 3e-3},
         "lr 3e-4": {"optim.learning_rate": 3e-4},
-        "batch 1024": {"training.batch_size": 1024},
     },
     "budget": {BASELINE: {}},  # --steps; the longer ones come from --budgets
 }
@@ -173,23 +172,19 @@ def _best_per_factor(results: dict) -> list[tuple[str, dict]]:
 
 
 def _combine(results: dict, test_x: np.ndarray) -> tuple[dict, dict]:
-    """All best values at once, and forward selection: from the best single change, add each
-    next-best factor's value and keep it only if the 1-NFE sliced W1 drops.
+    """Forward selection: from the best single change, add each next-best factor's value and
+    keep it only if the 1-NFE sliced W1 drops.
 
     Returns:
       ({label: entry} of the runs, the overrides of the best of them).
     """
-    picks = _best_per_factor(results)
-    every = {k: v for _, entry in picks for k, v in entry["overrides"].items()}
-    runs_ = {"all best at once": _train_and_score(_combined_name(every), every, test_x)}
-    (label, best), *rest = picks
-    runs_[f"+{label}"] = best
+    (label, best), *rest = _best_per_factor(results)
+    runs_ = {f"+{label}": best}
     for label, entry in rest:
         trial = {**best["overrides"], **entry["overrides"]}
         runs_[f"+{label}"] = _train_and_score(_combined_name(trial), trial, test_x)
         if runs_[f"+{label}"]["sliced_w1_nfe1"] < best["sliced_w1_nfe1"]:
             best = runs_[f"+{label}"]
-    best = min(best, runs_["all best at once"], key=lambda entry: entry["sliced_w1_nfe1"])
     return runs_, best["overrides"]
 
 

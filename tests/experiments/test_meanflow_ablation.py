@@ -46,3 +46,6 @@ def test_config_defaults_are_the_measured_selection():
             node = node[name]
         assert (node.to_dict() if hasattr(node, "to_dict") else node) == value, dotted
     assert selected["chosen"]["sliced_w1_nfe1"] <= 0.05
+    # The numbers configs/meanflow_toy2d.py's comment quotes.
+    assert round(selected["paper"]["sliced_w1_nfe1"], 3) == 0.256
+    assert round(selected["chosen"]["sliced_w1_nfe1"], 3) == 0.048
