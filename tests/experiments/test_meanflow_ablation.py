@@ -50,3 +50,6 @@ def test_config_defaults_are_the_measured_selection():
     # The numbers configs/meanflow_toy2d.py's comment quotes.
     assert round(selected["paper"]["sliced_w1_nfe1"], 3) == 0.256
     assert round(selected["chosen"]["sliced_w1_nfe1"], 3) == 0.048
+    scales = output["results"]["time_scale"]
+    assert min(scales, key=lambda k: scales[k]["sliced_w1_nfe1"]) == "0.001"
+    assert sorted(scales) == ["0.0001", "0.001", "0.01", "baseline"]  # baseline: 1
