@@ -23,6 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.time_distribution_kwargs.std = 2.0  # logit-normal scale (CIFAR-10)
     config.loss.equal_fraction = 0.25  # r = t for 25%: r != t for 75%
     config.loss.adaptive_power = 0.75  # p
+    config.loss.time_scale = 1.0  # times as the U-Net embeds them (the toy's 0.001 is 2-D only)
 
     config.optim.learning_rate = 6e-4
     config.optim.warmup_steps = 10_000

@@ -86,6 +86,7 @@ def test_learned_variance_log_variance_interpolates_beta_and_beta_tilde():
         lambda: preconditioning.LearnedVariance("mean"),
         lambda: preconditioning.LogSNRConditioning(gamma_min=1.0, gamma_max=0.0),
         lambda: preconditioning.ConsistencyPreconditioning(sigma_min=0.0),
+        lambda: preconditioning.AverageVelocity("t_r"),
     ],
 )
 def test_invalid_options_raise(build):
@@ -116,3 +117,28 @@ def test_consistency_network_sees_c_in_scaled_input_and_c_noise():
     edm = processes.get("edm")
     denoisers.Denoiser(net, precond, edm).x0(big, jnp.ones(4096))
     assert abs(float(jnp.std(seen["x_in"])) - 1.0) < 0.05
+
+
+@pytest.mark.parametrize("time_scale", [1.0, 0.01])
+@pytest.mark.parametrize(
+    "network_times, expected",
+    [("t_gap", lambda r, t: (t, t - r)), ("r_t", lambda r, t: (r, t))],
+)
+def test_average_velocity_feeds_the_network_its_two_times(network_times, expected, time_scale):
+    """Callers pass (t, t - r); the network sees time_scale x (t, t - r) or x (r, t), and times
+    [B] are r = t."""
+    r, t = jnp.array([0.1, 0.3, 0.5]), jnp.array([0.2, 0.9, 0.5])
+    precond = preconditioning.AverageVelocity(network_times, time_scale)
+    den = denoisers.Denoiser(lambda x, times: times, precond, processes.RectifiedFlow())
+    x = jnp.zeros((3, 2))
+    seen = jax.jit(den.output)(x, jnp.stack([t, t - r], -1))
+    np.testing.assert_allclose(seen, time_scale * jnp.stack(expected(r, t), -1), rtol=1e-6)
+    seen = jax.jit(den.output)(x, t)
+    np.testing.assert_allclose(seen, time_scale * jnp.stack(expected(t, t), -1), rtol=1e-6)
+
+
+def test_average_velocity_rejects_bad_options():
+    with pytest.raises(ValueError, match="valid: t_gap, r_t"):
+        preconditioning.AverageVelocity("t_r")
+    with pytest.raises(ValueError, match="time_scale"):
+        preconditioning.AverageVelocity(time_scale=0.0)

@@ -166,6 +166,9 @@ class MeanFlowLoss(Objective):
         dropped by the trainer's shared label dropout (`conditioning.LabelDropout`).
       null_cond: the null label, i.e. the model's `num_classes` (required when omega != 1); a
         batch label equal to it marks an example whose label was dropped.
+      network_times: what the network sees, "t_gap" (t, t - r) or "r_t" (r, t)
+        (`preconditioning.AverageVelocity`).
+      time_scale: the network sees time_scale x those times (`AverageVelocity`).
     """
 
     process: Process
@@ -176,10 +179,14 @@ class MeanFlowLoss(Objective):
     adaptive_eps: float = 1e-3
     guidance_scale: float = 1.0
     null_cond: int = -1
+    network_times: str = "t_gap"
+    time_scale: float = 1.0
 
     def __post_init__(self):
         times = _time_distribution(self.time_distribution, self.time_distribution_kwargs, 0.0)
         object.__setattr__(self, "_times", times)
+        prediction = AverageVelocity(self.network_times, self.time_scale)
+        object.__setattr__(self, "_prediction", prediction)
         if not 0.0 <= self.equal_fraction <= 1.0:
             raise ValueError(f"fractions must lie in [0, 1]: {self.equal_fraction=}")
         if self.adaptive_power < 0.0 or self.adaptive_eps <= 0.0:
@@ -216,7 +223,7 @@ class MeanFlowLoss(Objective):
         return jnp.where(jax.random.uniform(k3, (n,)) < self.equal_fraction, t, r), t
 
     def __call__(self, apply_fn: ApplyFn) -> LossFn:
-        process, prediction = self.process, AverageVelocity()
+        process, prediction = self.process, self._prediction
 
         def network(params, cond, key):
             return denoisers.from_network(apply_fn, params, prediction, process, cond, key)

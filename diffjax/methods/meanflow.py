@@ -2,10 +2,11 @@
 
 Seed 004, "Mean Flow". The network u_theta(z, r, t) is the average velocity over [r, t], trained
 on the jvp target of the MeanFlow identity (`losses.MeanFlowLoss`, which holds the derivation).
-It sees times [B, 2] = (t, t - r), t first, so a model embeds each column (the paper conditions
-on (t, t - r)). As a Denoiser (prediction `preconditioning.AverageVelocity`), a call with times
-[B] is the instantaneous velocity u(z, t, t), so every ODE sampler and the likelihood work on it,
-and the "meanflow" sampler takes 1 or a few steps
+It is called on times [B, 2] = (t, t - r), t first, and a model embeds each column (the paper
+conditions on (t, t - r); `network_times="r_t"` feeds (r, t) instead, for the ablation). As a
+Denoiser (prediction `preconditioning.AverageVelocity`), a call with times [B] is the
+instantaneous velocity u(z, t, t), so every ODE sampler and the likelihood work on it, and the
+"meanflow" sampler takes 1 or a few steps
 z_{t_{i+1}} = z_{t_i} - (t_i - t_{i+1}) u(z_{t_i}, t_{i+1}, t_i) from z_1 ~ N(0, I).
 """
 
@@ -31,6 +32,8 @@ def meanflow(
     adaptive_eps: float = 1e-3,
     guidance_scale: float = 1.0,
     null_cond: int = -1,
+    network_times: str = "t_gap",
+    time_scale: float = 1.0,
 ) -> Recipe:
     """MeanFlow: the average-velocity network trained with the jvp target.
 
@@ -45,6 +48,8 @@ def meanflow(
       guidance_scale: omega of the CFG target (1 = no guidance); needs a class-conditional
         model (`model.num_classes`) trained with label dropout (`model.p_uncond` > 0).
       null_cond: the null label, i.e. `model.num_classes` (required when omega != 1).
+      network_times: what the network sees: "t_gap" (t, t - r), the paper's, or "r_t" (r, t).
+      time_scale: the network sees time_scale x those times (< 1: a smoother d/dt u).
 
     Raises:
       ValueError: for out-of-range options.
@@ -62,11 +67,13 @@ def meanflow(
         adaptive_eps,
         guidance_scale,
         null_cond,
+        network_times,
+        time_scale,
     )
     return Recipe(
         name="meanflow",
         process=process,
-        prediction=AverageVelocity(),
+        prediction=AverageVelocity(network_times, time_scale),
         objective=objective,
         sampler="meanflow",
         num_times=2,

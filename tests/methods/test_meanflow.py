@@ -80,6 +80,29 @@ def test_recipe_loss_is_zero_for_the_exact_model_of_point_data():
     assert float(value) < 1e-6
 
 
+@pytest.mark.parametrize("time_scale", [1.0, 0.01])
+def test_recipe_loss_with_network_times_r_t_is_zero_for_the_exact_model_of_point_data(time_scale):
+    """Fed s (r, t), the exact u(z, r, t) = (z - mu) / t reads s t from column 1; the jvp's
+    tangent (0, 1) reaches it through the feed. A model reading column 0 (now r) is not exact."""
+    mu = jnp.array([0.7, -0.2])
+    x = jnp.broadcast_to(mu, (128, 2))
+
+    def squared_error(column):
+        def apply_fn(params, z, times, cond=None, key=None):
+            return (z - mu[None]) / (times[:, column : column + 1] / time_scale)
+
+        recipe = mf.meanflow(
+            RF, time_distribution="uniform", network_times="r_t", time_scale=time_scale
+        )
+        loss_fn = recipe.make_loss(apply_fn)
+        return float(
+            jax.jit(loss_fn)({"model": {}}, {"x": x}, jax.random.key(3))[1]["squared_error"]
+        )
+
+    assert squared_error(1) < 1e-9
+    assert squared_error(0) > 1.0
+
+
 def test_recipe_loss_is_the_adaptively_weighted_error():
     """A field off by a constant c: D = c - (t - r) d/dt c = c, so loss = 2c^2 / (2c^2 + eps)."""
     c = 0.3
@@ -110,6 +133,8 @@ def test_builder_validates():
         mf.meanflow(RF, guidance_scale=2.0)
     with pytest.raises(ValueError, match="fractions"):
         mf.meanflow(RF, equal_fraction=1.5)
+    with pytest.raises(ValueError, match="network_times"):
+        mf.meanflow(RF, network_times="r")
 
 
 def test_guided_target_runs_and_keeps_the_exact_model_exact():
