@@ -9,7 +9,7 @@ from diffjax.data import pipeline
 
 
 def test_offline_names(tmp_path):
-    assert set(data.OFFLINE) == {"digits", "toy2d"}
+    assert set(data.OFFLINE) == {"digits", "shapes32", "toy2d"}
     digits = data.get("digits", data_dir=str(tmp_path))
     assert isinstance(digits, data.Dataset) and digits.shape == (8, 8, 1)
     toy = data.get(
