@@ -20,9 +20,10 @@ Generation (`from_noise=True`): `x_init` is then N(0, I) noise z [B, H, W, C] an
   x_1 = D(m, 1, z) + perturbation * z',   m [B, 1, 1, C] ~ N(0, channel_std^2 I), z' ~ N(0, I),
 a constant image of random colour m degraded at t = 1: for blur and pixelation A_1 maps an
 image onto its per-channel mean, so this is a one-component version of the paper's Gaussian
-mixture over fully degraded images (fit `channel_std` to the data's per-channel means, about
-0.4 for shapes32); for the noise degradation x_1 = alpha_1 m + sigma_1 z is the Gaussian prior;
-for the mask (A_1 = 0) only the perturbation breaks the symmetry between samples.
+mixture over fully degraded images (fit `channel_std` to the data's per-channel means: 0.32
+for shapes32, configs/cold_blur_shapes32.py); for the noise degradation x_1 = alpha_1 m +
+sigma_1 z is the Gaussian prior; for the mask (A_1 = 0) only the perturbation breaks the
+symmetry between samples.
 """
 
 import dataclasses
