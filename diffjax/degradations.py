@@ -66,16 +66,15 @@ class Degradation(abc.ABC):
         return out + expand(self.noise_std(t), x0) * eps
 
 
-def _check_noise(name: str, noise: float) -> None:
-    if not noise >= 0.0:
-        raise ValueError(f"{name}: noise={noise} must be >= 0")
-
-
 @dataclasses.dataclass(frozen=True)
 class _SmallNoise(Degradation):
     """noise_std(t) = noise * t."""
 
     noise: float = 0.0
+
+    def __post_init__(self):
+        if not self.noise >= 0.0:
+            raise ValueError(f"{type(self).__name__}: noise={self.noise} must be >= 0")
 
     def noise_std(self, t: Array) -> Array:
         return self.noise * jnp.asarray(t, jnp.float32)
@@ -93,9 +92,9 @@ class GaussianBlur(_SmallNoise):
     sigma_max: float = 20.0
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.sigma_max > 0.0:
             raise ValueError(f"blur: sigma_max={self.sigma_max} must be > 0")
-        _check_noise("blur", self.noise)
 
     def operator(self, x0: Array, t: Array) -> Array:
         fy = jnp.fft.fftfreq(x0.shape[1])[:, None]  # [H, 1] cycles per pixel
@@ -122,9 +121,6 @@ class Pixelate(_SmallNoise):
       noise: std of the noise on top at t = 1 (>= 0).
     """
 
-    def __post_init__(self):
-        _check_noise("pixelate", self.noise)
-
     def operator(self, x0: Array, t: Array) -> Array:
         h, w = x0.shape[1:3]
         if h != w or h & (h - 1):
@@ -145,9 +141,6 @@ class Mask(_SmallNoise):
     Attributes:
       noise: std of the noise on top at t = 1 (>= 0).
     """
-
-    def __post_init__(self):
-        _check_noise("mask", self.noise)
 
     def operator(self, x0: Array, t: Array) -> Array:
         h, w = x0.shape[1:3]

@@ -132,6 +132,8 @@ def test_a_cifar10_config_trains_on_shapes32_through_the_cli(tmp_path):
         "training.sample_every": 0,
         "optim.warmup_steps": 1,
         "eval.at_end": False,
+        "sample.num_samples": 4,  # the final grid: 4 samples
+        "sample.num_steps": 2,  # of 2 ancestral steps
     }
     cmd = [
         sys.executable, "-m", "diffjax.main", f"--config={ROOT}/configs/ddpm_cifar10.py",

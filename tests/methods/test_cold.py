@@ -101,9 +101,9 @@ def test_configs_build(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
 def test_configs_train_and_sample_through_the_cli(name, tmp_path):
-    data = {"data.kwargs.num_train": 64, "data.kwargs.num_test": 32,
+    data = {"data.kwargs.num_train": 64, "data.kwargs.num_test": 32, "sample.num_steps": 3,
             "data.kwargs.data_dir": str(tmp_path / "tfds")}  # fmt: skip
     losses = train_losses(name, tmp_path, num_steps=4, **data, **{"training.log_every": 2})
     assert len(losses) == 2 and all(np.isfinite(losses))
-    train_losses(name, tmp_path, num_steps=4, **data, **{"mode": "sample", "sample.num_steps": 3})
+    train_losses(name, tmp_path, num_steps=4, **data, mode="sample")
     assert os.path.exists(tmp_path / "samples")
