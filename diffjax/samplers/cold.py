@@ -49,15 +49,17 @@ class Cold(StepSampler):
       degradation: the D the restorer was trained to invert.
       rule: "tacos" (Algorithm 2, the default) or "naive" (Algorithm 1).
       from_noise: x_init is N(0, I) noise turned into a fully degraded start (generation);
-        False: x_init is already x_1 (e.g. D(x0, 1) of real images, or a fitted mixture's draw).
-      channel_std: std of the start's random colour m (from_noise only).
+        False: x_init is x at the grid's first time t_0 (e.g. D(x0, t_0) of real images to
+        restore, or a draw of a mixture fitted to fully degraded images).
+      channel_std: std of the start's random colour m (from_noise only); the default is the
+        RMS per-channel mean of shapes32 images (fit it to the data).
       perturbation: std of the noise added to the start (from_noise only).
     """
 
     degradation: Degradation
     rule: str = "tacos"
     from_noise: bool = False
-    channel_std: float = 0.4
+    channel_std: float = 0.32
     perturbation: float = 0.0
     default_num_steps: ClassVar[int] = 50
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffjax import methods, processes
+from diffjax import methods, processes, samplers
 from diffjax.data import shapes
 from diffjax.degradations import Degradation, GaussianBlur, GaussianNoise, Mask
 from diffjax.methods.cold import RestorationLoss
@@ -77,12 +77,15 @@ def test_recipe_and_errors():
 
 
 def test_config_channel_std_is_the_data_rms_channel_mean():
-    """cold_blur_shapes32's channel_std 0.32: the RMS per-channel mean of shapes32 images."""
+    """channel_std 0.32 (cold_blur_shapes32 and the cold sampler's default): the RMS
+    per-channel mean of shapes32 images."""
     config = importlib.import_module("configs.cold_blur_shapes32").get_config()
     images, _ = shapes.draw(np.random.default_rng(0), 2000)
     means = (images.astype(np.float32) / 127.5 - 1.0).mean(axis=(1, 2))
     rms = float(np.sqrt(np.mean(np.square(means))))
     assert config.loss.sampler_options.channel_std == pytest.approx(rms, abs=0.01)
+    default = samplers.get("cold", degradation=Mask()).channel_std  # the sampler's default too
+    assert default == config.loss.sampler_options.channel_std
 
 
 @pytest.mark.parametrize("name", CONFIGS)
