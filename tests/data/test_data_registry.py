@@ -60,5 +60,5 @@ def test_unlabeled_tfds_dataset_needs_label_key_none():
 
 
 def test_unknown_name_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown dataset 'mnsit'; valid datasets: digits, toy2d"):
+    with pytest.raises(ValueError, match="unknown dataset 'mnsit'; valid datasets: digits, shapes32, toy2d"):
         data.get("mnsit")
