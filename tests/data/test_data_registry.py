@@ -60,5 +60,6 @@ def test_unlabeled_tfds_dataset_needs_label_key_none():
 
 
 def test_unknown_name_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown dataset 'mnsit'; valid datasets: digits, shapes32, toy2d"):
+    valid = "valid datasets: digits, shapes32, toy2d"
+    with pytest.raises(ValueError, match=f"unknown dataset 'mnsit'; {valid}"):
         data.get("mnsit")
