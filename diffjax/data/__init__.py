@@ -1,6 +1,6 @@
 """Datasets by name: `diffjax.data.get(name, **kw) -> Dataset`.
 
-Offline datasets (digits, toy2d) are tfds builders in this package, read through
+Offline datasets (digits, shapes32, toy2d) are tfds builders in this package, read through
 `tfds.data_source` + grain like every real tfds dataset (no TensorFlow needed). Preparing a
 catalogue dataset (cifar10, mnist, ...) on first use needs TensorFlow, from the "prepare"
 extra (`pip install -e ".[prepare]"`), and its download or a manually copied archive
@@ -15,20 +15,20 @@ extra (`pip install -e ".[prepare]"`), and its download or a manually copied arc
     test = ds.as_array("test")               # numpy {"x", "label"} for evaluation
 """
 
-from diffjax.data import digits, pipeline, toy2d
+from diffjax.data import digits, pipeline, shapes, toy2d
 from diffjax.data.pipeline import Dataset
 
 # name -> loader(**kw) -> Dataset; any other name is looked up in the tfds catalogue
-OFFLINE = {"digits": digits.load, "toy2d": toy2d.load}
+OFFLINE = {"digits": digits.load, "shapes32": shapes.load, "toy2d": toy2d.load}
 
 
 def get(name: str, **kwargs) -> Dataset:
-    """The Dataset `name`: "digits", "toy2d" or a tfds name ("mnist", "cifar10", ...).
+    """The Dataset `name`: "digits", "shapes32", "toy2d" or a tfds name ("mnist", "cifar10", ...).
 
     Args:
       name: dataset name.
-      **kwargs: keywords of the loader: `digits.load`, `toy2d.load` or `pipeline.from_tfds`
-        (all take `data_dir`; `from_tfds` also `manual_dir`).
+      **kwargs: keywords of the loader: `digits.load`, `shapes.load`, `toy2d.load` or
+        `pipeline.from_tfds` (all take `data_dir`; `from_tfds` and `shapes.load` `manual_dir`).
 
     Raises:
       ValueError: `name` is neither offline nor in the tfds catalogue.

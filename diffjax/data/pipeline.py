@@ -493,8 +493,8 @@ def from_tfds(
         )
     except tfds.core.registered.DatasetNotFoundError:
         raise ValueError(
-            f"unknown dataset {name!r}; valid datasets: digits, toy2d, or a tfds dataset name "
-            "(tfds.list_builders())"
+            f"unknown dataset {name!r}; valid datasets: digits, shapes32, toy2d, or a tfds "
+            "dataset name (tfds.list_builders())"
         ) from None
     return from_builder(
         prepare(builder, manual_dir=manual_dir),

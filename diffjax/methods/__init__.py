@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from diffjax import _registry
 from diffjax.methods import (
+    cold,
     consistency,
     ddpm,
     edm,
@@ -37,6 +38,7 @@ _METHODS: dict[str, Callable[..., Recipe]] = {
     "progressive_distillation": progressive_distillation.progressive_distillation,
     "meanflow": meanflow.meanflow,
     "noisy_classifier": noisy_classifier.noisy_classifier,
+    "cold_diffusion": cold.cold_diffusion,
 }
 
 

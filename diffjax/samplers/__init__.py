@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable
 
 from diffjax import _registry
-from diffjax.samplers import ancestral, dpm_solver, edm, few_step, langevin, pf_ode, sde
+from diffjax.samplers import ancestral, cold, dpm_solver, edm, few_step, langevin, pf_ode, sde
 from diffjax.samplers.base import Sampler
 
 _SAMPLERS: dict[str, Callable[..., Sampler]] = {
@@ -32,6 +32,7 @@ _SAMPLERS: dict[str, Callable[..., Sampler]] = {
     "edm_heun": edm.EDMHeun,
     "consistency": few_step.Consistency,
     "meanflow": few_step.MeanFlow,
+    "cold": cold.Cold,
 }
 
 

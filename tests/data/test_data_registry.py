@@ -9,7 +9,7 @@ from diffjax.data import pipeline
 
 
 def test_offline_names(tmp_path):
-    assert set(data.OFFLINE) == {"digits", "toy2d"}
+    assert set(data.OFFLINE) == {"digits", "shapes32", "toy2d"}
     digits = data.get("digits", data_dir=str(tmp_path))
     assert isinstance(digits, data.Dataset) and digits.shape == (8, 8, 1)
     toy = data.get(
@@ -60,5 +60,6 @@ def test_unlabeled_tfds_dataset_needs_label_key_none():
 
 
 def test_unknown_name_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown dataset 'mnsit'; valid datasets: digits, toy2d"):
+    valid = "valid datasets: digits, shapes32, toy2d"
+    with pytest.raises(ValueError, match=f"unknown dataset 'mnsit'; {valid}"):
         data.get("mnsit")
