@@ -45,13 +45,8 @@ from diffjax.train import generate, loop
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-_OUT = flags.DEFINE_string("out", "experiments/results/likelihood_digits.json", "JSON output.")
-_WORKDIR = flags.DEFINE_string("workdir", "/tmp/diffjax_likelihood_digits", "Where runs live.")
-_BUDGETS = flags.DEFINE_list("budgets", ["2000", "10000", "30000"], "Training steps per run.")
-_METHODS = flags.DEFINE_list("methods", None, "Subset of METHODS to run (default: all).")
-_MAX_EXAMPLES = flags.DEFINE_integer("max_examples", 100, "Test digits evaluated.")
-_DEQUANTIZATIONS = flags.DEFINE_integer("dequantizations", 5, "Dequantizations per digit.")
-_GMM_COMPONENTS = flags.DEFINE_integer("gmm_components", 10, "Components of the reference GMM.")
+FLAGS = flags.FLAGS
+
 _GMM_COPIES = 5  # dequantized copies of each training digit the reference GMM is fitted to
 
 # name -> (config module, overrides applied after get_config()); the method's own defaults else.
@@ -178,25 +173,38 @@ def plot(results: list[dict], refs: dict, path: str) -> None:
 
 def main(argv):
     del argv
-    names = _METHODS.value or list(METHODS)
+    names = FLAGS.methods or list(METHODS)
     unknown = sorted(set(names) - set(METHODS))
     if unknown:
         raise app.UsageError(f"unknown methods {unknown}; valid: {sorted(METHODS)}")
-    budgets = sorted(int(b) for b in _BUDGETS.value)
-    refs = references(_MAX_EXAMPLES.value, _DEQUANTIZATIONS.value, _GMM_COMPONENTS.value)
+    budgets = sorted(int(b) for b in FLAGS.budgets)
+    refs = references(FLAGS.max_examples, FLAGS.dequantizations, FLAGS.gmm_components)
     results = [
-        run(name, steps, _WORKDIR.value, _MAX_EXAMPLES.value, _DEQUANTIZATIONS.value)
+        run(name, steps, FLAGS.workdir, FLAGS.max_examples, FLAGS.dequantizations)
         for steps in budgets
         for name in names
     ]
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-    with open(_OUT.value, "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    with open(FLAGS.out, "w") as f:
         json.dump({"references": refs, "results": results}, f, indent=1)
-    plot(results, refs, os.path.splitext(_OUT.value)[0] + ".png")
+    plot(results, refs, os.path.splitext(FLAGS.out)[0] + ".png")
     for r in results:
         vlb = f"  VLB {r['vlb_bpd_mean']:.3f}" if "vlb_bpd_mean" in r else ""
         print(f"{r['method']:>14} {r['steps']:>6}: ODE {r['bpd_mean']:.3f}{vlb}")
 
 
+def _define_flags() -> None:
+    # Defined only when run as a script: tests import this module next to other
+    # modules (diffjax.main, other experiments) that define flags of the same names.
+    flags.DEFINE_string("out", "experiments/results/likelihood_digits.json", "JSON output.")
+    flags.DEFINE_string("workdir", "/tmp/diffjax_likelihood_digits", "Where runs live.")
+    flags.DEFINE_list("budgets", ["2000", "10000", "30000"], "Training steps per run.")
+    flags.DEFINE_list("methods", None, "Subset of METHODS to run (default: all).")
+    flags.DEFINE_integer("max_examples", 100, "Test digits evaluated.")
+    flags.DEFINE_integer("dequantizations", 5, "Dequantizations per digit.")
+    flags.DEFINE_integer("gmm_components", 10, "Components of the reference GMM.")
+
+
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

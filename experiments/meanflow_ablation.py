@@ -45,13 +45,8 @@ from diffjax.train import experiment, loop, runs, workdirs
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-_OUT = flags.DEFINE_string("out", "experiments/results/meanflow_ablation.json", "JSON path.")
-_WORKDIR = flags.DEFINE_string("workdir", "/tmp/diffjax_meanflow_ablation", "Where runs live.")
-_STEPS = flags.DEFINE_integer("steps", 3000, "Training steps of every run but the budget ones.")
-_SAMPLES = flags.DEFINE_integer("num_samples", 4000, "Samples per evaluation (few_step's).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of every run and of the evaluation.")
-_FACTORS = flags.DEFINE_list("factors", [], "Factors to run (default: all, then combined).")
-_BUDGETS = flags.DEFINE_list("budgets", ["10000", "30000"], "Training steps of factor budget.")
+FLAGS = flags.FLAGS
+
 
 NFES = (1, 2)
 ROW_NFES = (1, 2, 4, 8, 16)  # few_step.py's, for the README row of the selected run
@@ -108,7 +103,7 @@ COMBINED = "combined"  # the factors' best values together (`_combine`)
 
 
 def _config(overrides: dict):
-    base = {"seed": _SEED.value, "training.num_steps": _STEPS.value, **PAPER_SETTINGS}
+    base = {"seed": FLAGS.seed, "training.num_steps": FLAGS.steps, **PAPER_SETTINGS}
     return runs.derive(meanflow_toy2d.get_config(), **{**base, **overrides})
 
 
@@ -127,7 +122,7 @@ def _combined_name(overrides: dict) -> str:
 def _train_and_score(name: str, overrides: dict, test_x: np.ndarray, nfes=NFES) -> dict:
     """Trains one run (or reuses a finished one) and scores its samples at each of `nfes`;
     train_seconds is None for a reused run."""
-    workdir, config = os.path.join(_WORKDIR.value, name), _config(overrides)
+    workdir, config = os.path.join(FLAGS.workdir, name), _config(overrides)
     if os.path.exists(os.path.join(workdir, runs.CONFIG_FILE)):  # loop.train would resume it
         diff = workdirs.changes(runs.load_config(workdir).to_dict(), config.to_dict())
         if diff:
@@ -141,7 +136,7 @@ def _train_and_score(name: str, overrides: dict, test_x: np.ndarray, nfes=NFES) 
         started = time.time()
         state = loop.train(config, workdir)
         seconds = time.time() - started
-    eval_key = jax.random.PRNGKey(_SEED.value + 1)
+    eval_key = jax.random.PRNGKey(FLAGS.seed + 1)
     with open(os.path.join(workdir, "history.jsonl")) as f:  # `diffjax.train.writer`'s
         last = json.loads(f.readlines()[-1])
     # ||u_theta - u_tgt||^2 at the last logged step: how noisy the regression target is.
@@ -149,7 +144,7 @@ def _train_and_score(name: str, overrides: dict, test_x: np.ndarray, nfes=NFES) 
     entry["squared_error"] = last["squared_error"]
     for nfe in nfes:
         run_exp = experiment.build(runs.derive(config, **{"sample.num_steps": nfe}))
-        x = jax.jit(lambda p, e=run_exp: e.sample(p, eval_key, _SAMPLES.value))(state.ema_params)
+        x = jax.jit(lambda p, e=run_exp: e.sample(p, eval_key, FLAGS.num_samples))(state.ema_params)
         entry[f"sliced_w1_nfe{nfe}"] = sliced_w1(np.asarray(x), test_x, eval_key)
     logging.info("%s: %s", name, entry)
     return entry
@@ -157,7 +152,7 @@ def _train_and_score(name: str, overrides: dict, test_x: np.ndarray, nfes=NFES) 
 
 def _budgets() -> dict:
     """The budget factor's entries beyond the baseline, {"10k": {"training.num_steps": ...}}."""
-    return {f"{int(n) // 1000}k": {"training.num_steps": int(n)} for n in _BUDGETS.value}
+    return {f"{int(n) // 1000}k": {"training.num_steps": int(n)} for n in FLAGS.budgets}
 
 
 def _best_per_factor(results: dict) -> list[tuple[str, dict]]:
@@ -202,7 +197,7 @@ def _plot(results: dict, path: str) -> None:
         ax.set_title(factor, fontsize=9)
     np.atleast_1d(axes)[0].set_ylabel("sliced W1 to the test split")
     np.atleast_1d(axes)[0].legend(fontsize=7)
-    fig.suptitle(f"MeanFlow on two moons, {_STEPS.value} steps unless 'budget' (dotted: 0.05)")
+    fig.suptitle(f"MeanFlow on two moons, {FLAGS.steps} steps unless 'budget' (dotted: 0.05)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -210,10 +205,10 @@ def _plot(results: dict, path: str) -> None:
 def main(argv):
     del argv
     started = time.time()
-    unknown = sorted(set(_FACTORS.value) - set(FACTORS) - {COMBINED})
+    unknown = sorted(set(FLAGS.factors) - set(FACTORS) - {COMBINED})
     if unknown:
         raise ValueError(f"unknown --factors {unknown}; valid: {', '.join([*FACTORS, COMBINED])}")
-    chosen = _FACTORS.value or [*FACTORS, COMBINED]
+    chosen = FLAGS.factors or [*FACTORS, COMBINED]
     factors = {**FACTORS, "budget": {**FACTORS["budget"], **_budgets()}}
     test_x = experiment.build(_config({})).dataset.as_array("test")["x"]
     results = {}
@@ -235,23 +230,36 @@ def main(argv):
             "chosen": _train_and_score(name, best, test_x, ROW_NFES),
         }
     output = {
-        "config": {"steps": _STEPS.value, "num_samples": _SAMPLES.value, "seed": _SEED.value},
+        "config": {"steps": FLAGS.steps, "num_samples": FLAGS.num_samples, "seed": FLAGS.seed},
         "paper_settings": PAPER_SETTINGS,
         "results": results,
         "selected": selected,
         "floor_sliced_w1": sliced_w1(
-            experiment.build(_config({})).dataset.as_array("train")["x"][: _SAMPLES.value],
+            experiment.build(_config({})).dataset.as_array("train")["x"][: FLAGS.num_samples],
             test_x,
-            jax.random.PRNGKey(_SEED.value + 1),
+            jax.random.PRNGKey(FLAGS.seed + 1),
         ),
         "seconds": time.time() - started,
     }
-    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-    with open(_OUT.value, "w") as f:
+    os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
+    with open(FLAGS.out, "w") as f:
         json.dump(output, f, indent=2)
-    _plot(results, os.path.splitext(_OUT.value)[0] + ".png")
+    _plot(results, os.path.splitext(FLAGS.out)[0] + ".png")
     print(json.dumps(results, indent=1))
 
 
+def _define_flags() -> None:
+    # Defined only when run as a script: tests import this module next to other
+    # modules (diffjax.main, other experiments) that define flags of the same names.
+    flags.DEFINE_string("out", "experiments/results/meanflow_ablation.json", "JSON path.")
+    flags.DEFINE_string("workdir", "/tmp/diffjax_meanflow_ablation", "Where runs live.")
+    flags.DEFINE_integer("steps", 3000, "Training steps of every run but the budget ones.")
+    flags.DEFINE_integer("num_samples", 4000, "Samples per evaluation (few_step's).")
+    flags.DEFINE_integer("seed", 0, "Seed of every run and of the evaluation.")
+    flags.DEFINE_list("factors", [], "Factors to run (default: all, then combined).")
+    flags.DEFINE_list("budgets", ["10000", "30000"], "Training steps of factor budget.")
+
+
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
