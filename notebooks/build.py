@@ -86,6 +86,22 @@ API = {
         "diffjax.train.restore_latest",
         "diffjax.evaluation.plots.image_grid",
     ],
+    "analytic_theory": [
+        "diffjax.data.get",
+        "diffjax.processes.get",
+        "diffjax.samplers.get",
+        "diffjax.analytic.score_machines.ideal",
+        "diffjax.analytic.score_machines.local",
+        "diffjax.analytic.score_machines.equivariant_local",
+        "diffjax.analytic.score_machines.scheduled",
+        "diffjax.analytic.score_machines.nearest_distance",
+        "diffjax.analytic.receptive_field.calibrate",
+        "diffjax.analytic.receptive_field.schedule",
+        "diffjax.train.train",
+        "diffjax.train.derive",
+        "diffjax.train.restore_latest",
+        "diffjax.train.experiment.Experiment.denoiser",
+    ],
 }
 NAMES = tuple(API)
 

@@ -24,6 +24,8 @@ FIGURES = {
     "flows_and_few_step": (3, 4),  # trajectories and straightness, 1- and 2-step samples
     # exact classifier guidance, RePaint and DDIM inversion, classifier-free guidance on digits
     "guidance_and_editing": (2, 3, 4),
+    # the machines' samples, distances to the training set, receptive field and r^2, grids
+    "analytic_theory": (2, 3, 5),
 }
 
 
