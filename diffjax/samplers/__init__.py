@@ -54,7 +54,7 @@ def get(name: str, **options) -> Sampler:
 
     Raises:
       ValueError: for an unknown name (listing the valid ones), an unknown option (listing the
-        sampler's options) or an invalid option value.
+        sampler's options), a missing required option or an invalid option value.
     """
     valid = option_names(name)
     unknown = [option for option in options if option not in valid]
@@ -63,7 +63,25 @@ def get(name: str, **options) -> Sampler:
             f"unknown option {unknown[0]!r} of sampler {name!r}; valid options: "
             f"{', '.join(valid) or 'none'}"
         )
+    missing = [option for option in required_options(name) if option not in options]
+    if missing:
+        raise ValueError(
+            f"sampler {name!r} needs the option {missing[0]!r} (e.g. cold's degradation comes "
+            "from its method, cold_diffusion); it cannot sample another method's model alone"
+        )
     return _SAMPLERS[name](**options)
+
+
+def required_options(name: str) -> tuple[str, ...]:
+    """The options of `name` without a default (cold's `degradation`)."""
+    make = _registry.lookup("sampler", _SAMPLERS, name)
+    cls = make.func if isinstance(make, functools.partial) else make
+    no_default = dataclasses.MISSING
+    return tuple(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.init and f.default is no_default and f.default_factory is no_default
+    )
 
 
 def names() -> list[str]:

@@ -136,3 +136,10 @@ def test_nfe_default_grid_and_errors():
         samplers.get("cold", degradation="blur")
     with pytest.raises(ValueError, match="perturbation=-1.0 >= 0"):
         samplers.get("cold", degradation=degradations.get("blur"), perturbation=-1.0)
+
+
+def test_cold_without_its_degradation_is_a_clear_error():
+    assert samplers.required_options("cold") == ("degradation",)
+    assert samplers.required_options("ddim") == ()
+    with pytest.raises(ValueError, match="needs the option 'degradation'"):
+        samplers.get("cold")
