@@ -66,6 +66,8 @@ def make_config(name: str, steps: int, max_examples: int, dequantizations: int):
     config.training.num_steps = steps
     config.eval.at_end = False  # the benchmark measures likelihood, not samples
     config.eval.bpd_max_examples = max_examples
+    # whole batches are evaluated: a batch no larger than the examples asked for
+    config.eval.bpd_batch_size = min(config.eval.bpd_batch_size, max_examples)
     config.eval.bpd_num_dequantizations = dequantizations
     for field, value in overrides.items():
         section, key = field.split(".")

@@ -29,6 +29,7 @@ def test_configs_train_the_named_method_with_its_overrides():
     assert config.method == "score_sde" and config.loss.likelihood_weighting
     assert (config.training.num_steps, config.eval.at_end) == (7, False)
     assert config.eval.bpd_max_examples == 10 and config.eval.bpd_num_dequantizations == 1
+    assert config.eval.bpd_batch_size == 10  # so exactly 10 test digits are evaluated
     methods = {
         likelihood_benchmark.make_config(n, 1, 1, 1).method for n in likelihood_benchmark.METHODS
     }
