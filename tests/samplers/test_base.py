@@ -56,7 +56,13 @@ def _compiled_lines(sampler, num_steps):
     den = _velocity_denoiser()
     fn = jax.jit(lambda k, x: sampler(k, den, x, num_steps=num_steps))
     args = (jax.random.PRNGKey(0), jax.ShapeDtypeStruct((8, 2), np.float32))
-    return len(fn.lower(*args).compile().as_text().splitlines())
+    # Compiled here, not read from the persistent cache: a cached executable prints another text.
+    enabled = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        return len(fn.lower(*args).compile().as_text().splitlines())
+    finally:
+        jax.config.update("jax_enable_compilation_cache", enabled)
 
 
 # Two representatives (one scan; a scan of fori_loops) run by default, the rest with -m slow.
