@@ -29,7 +29,7 @@ from absl import app, flags
 from configs import els_digits
 from diffjax.analytic import receptive_field, score_machines
 from diffjax.evaluation import plots
-from diffjax.train import loop, runs, score_machine
+from diffjax.train import loop, runs
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -161,7 +161,7 @@ def main(argv):
         machines[f"els_P{p}"] = score_machines.equivariant_local(train, p, True, chunk_size=16)
     machines["els_calibrated"] = score_machines.scheduled(train, sizes, edges, True, 16)
     machines = {k: v for k, v in machines.items() if k in _MACHINES.value}
-    draw = jax.jit(lambda m: score_machine.draw(exp, m, key, n))
+    draw = jax.jit(lambda m: exp.sample_denoiser(m.denoiser(exp.recipe.process), key, n))
     results, samples = {}, {}
     for label, machine in machines.items():
         samples[label], seconds = _cached(

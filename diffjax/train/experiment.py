@@ -170,10 +170,14 @@ class Experiment:
     def sample(self, params: Params, key: Array, num_samples: int) -> Array:
         """Draws `num_samples` samples [n, *shape] with the configured sampler (jittable); a
         conditional model draws sample i of class `sample_labels(n)[i]`."""
-        init_key, sample_key = jax.random.split(key)
-        process = self.recipe.process_for(params)
-        x_init = process.prior_sample(init_key, (num_samples, *self.dataset.shape))
         denoiser = self.denoiser(params, self.sample_labels(num_samples))
+        return self.sample_denoiser(denoiser, key, num_samples)
+
+    def sample_denoiser(self, denoiser: denoisers.Denoiser, key: Array, num_samples: int) -> Array:
+        """`num_samples` samples of any `denoiser` with the configured sampler, from the noise
+        `sample` draws for the same key (so a network and an analytic model start alike)."""
+        init_key, sample_key = jax.random.split(key)
+        x_init = denoiser.process.prior_sample(init_key, (num_samples, *self.dataset.shape))
         return self.sampler(sample_key, denoiser, x_init, num_steps=self.sample_num_steps)
 
 

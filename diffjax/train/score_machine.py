@@ -77,21 +77,11 @@ def build(config: ml_collections.ConfigDict):
     return exp, mc, machine, train
 
 
-def draw(exp, machine, key, num_samples: int):
-    """`num_samples` samples of `machine` with `exp`'s sampler, from `Experiment.sample`'s noise."""
-    init_key, sample_key = jax.random.split(key)
-    process = exp.recipe.process
-    x_init = process.prior_sample(init_key, (num_samples, *exp.dataset.shape))
-    return exp.sampler(
-        sample_key, machine.denoiser(process), x_init, num_steps=exp.sample_num_steps
-    )
-
-
 def score_machine(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Samples `sample.num_samples` from `config.machine`; writes the grid, arrays and JSON."""
     exp, mc, machine, train = build(config)
     n = exp.sampling.num_samples
-    fn = jax.jit(lambda m, key: draw(exp, m, key, n))
+    fn = jax.jit(lambda m, key: exp.sample_denoiser(m.denoiser(exp.recipe.process), key, n))
     key = jax.random.PRNGKey(exp.seed)
     start = time.perf_counter()
     compiled = fn.lower(machine, key).compile()
