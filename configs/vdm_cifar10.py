@@ -16,7 +16,8 @@ def get_config() -> ml_collections.ConfigDict:
     config = ddpm_cifar10.get_config()
     digits = vdm_digits.get_config()
     config.method = digits.method  # vdm
-    config.process = digits.process  # vdm_learned, gamma -13.3 .. 5, width 1024
+    config.process = digits.process  # vdm_learned, gamma_max 5, width 1024
+    config.process.kwargs.gamma_min = -13.3  # the paper's, for 8-bit data
     config.loss = digits.loss  # antithetic t, variance-reduced schedule gradient
     config.loss.num_bins = 256  # 8-bit data for the reconstruction term
 

@@ -42,3 +42,15 @@ def test_config_builds(module_name):
         assert config.data.name == "digits" and config.model.name == "unet_digits"
     else:
         assert config.data.name == "cifar10"
+
+
+def test_vdm_schedule_ends():
+    """VDM's CIFAR-10 config has the paper's gamma range (-13.3, 5); digits (17 levels) starts
+    at the same sigma_0 per level spacing."""
+    from diffjax.methods.vdm import gamma_min_for
+
+    cifar = importlib.import_module("configs.vdm_cifar10").get_config().process.kwargs
+    digits = importlib.import_module("configs.vdm_digits").get_config().process.kwargs
+    assert (cifar.gamma_min, cifar.gamma_max) == (-13.3, 5.0)
+    assert digits.gamma_min == pytest.approx(gamma_min_for(17), abs=0.005)
+    assert digits.gamma_max == 5.0

@@ -119,3 +119,21 @@ def test_network_sees_normalised_gamma_and_no_decay_on_the_ends():
     mask = recipe.weight_decay_mask(params)
     assert not mask["schedule"]["gamma_0"] and not mask["schedule"]["log_gamma_span"]
     assert mask["schedule"]["_PositiveDense_1"]["kernel"]
+
+
+def test_gamma_min_for_keeps_sigma_0_per_level_spacing():
+    from diffjax.methods.vdm import gamma_min_for
+
+    assert gamma_min_for(256) == pytest.approx(-13.3)  # the paper's CIFAR-10 value
+
+    def sigma_0_in_spacings(gamma_min, num_bins):
+        sigma_0 = float(jnp.sqrt(jax.nn.sigmoid(gamma_min)))
+        alpha_0 = float(jnp.sqrt(jax.nn.sigmoid(-gamma_min)))
+        return sigma_0 / alpha_0 / (2.0 / (num_bins - 1))
+
+    paper = sigma_0_in_spacings(-13.3, 256)
+    assert paper == pytest.approx(0.165, abs=1e-3)
+    for num_bins in (2, 17, 1024):
+        assert sigma_0_in_spacings(gamma_min_for(num_bins), num_bins) == pytest.approx(paper)
+    with pytest.raises(ValueError, match="num_bins >= 2"):
+        gamma_min_for(1)
