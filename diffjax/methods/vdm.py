@@ -26,8 +26,7 @@ from diffjax.methods.base import Recipe
 from diffjax.preconditioning import LogSNRConditioning
 from diffjax.processes import Process, VDMLearned
 
-
-# VDM's CIFAR-10 schedule starts at gamma_min = -13.3 for 8-bit data (Kingma et al. 2021, section 5).
+# VDM's CIFAR-10 schedule starts at gamma_min = -13.3 for 8-bit data (Kingma et al. 2021).
 PAPER_GAMMA_MIN = -13.3
 PAPER_NUM_BINS = 256
 
