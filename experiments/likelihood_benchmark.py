@@ -24,7 +24,8 @@ on dequantized test digits with the Jacobian of the ODE numbers).
   python experiments/likelihood_benchmark.py --out experiments/results/likelihood_digits.json
 
 writes the JSON and a PNG of bits/dim against training steps beside it. Runs live in
---workdir/<method>_<steps>; a finished one is reused, so an interrupted benchmark resumes.
+--workdir/<method>_<steps>; a finished run and its bpd.json are reused, so an interrupted
+benchmark resumes.
 """
 
 import json
@@ -87,7 +88,13 @@ def run(name: str, steps: int, root: str, max_examples: int, dequantizations: in
             json.dump({"train_seconds": time.time() - started}, f)
     with open(timing_path) as f:
         train_seconds = json.load(f)["train_seconds"]
-    report = generate.eval_bpd(config, workdir)
+    report_path = os.path.join(workdir, "bpd.json")
+    report = {}
+    if os.path.exists(report_path):
+        with open(report_path) as f:
+            report = json.load(f)
+    if (report.get("step"), report.get("num_examples")) != (steps, max_examples):
+        report = generate.eval_bpd(config, workdir)  # and writes bpd.json
     # "method" names the benchmark's entry; eval_bpd's is the recipe's ("score_sde").
     return {**report, "method": name, "steps": steps, "train_seconds": train_seconds}
 

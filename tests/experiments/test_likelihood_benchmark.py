@@ -59,3 +59,9 @@ def test_every_method_trains_and_is_evaluated_through_the_cli_path(tmp_path):
     # The methods with a variational bound report it (DDPM's, iDDPM's and VDM's).
     assert {n for n, r in rows.items() if "vlb_bpd_mean" in r} == {"ddpm", "iddpm", "vdm"}
     assert (tmp_path / "likelihood.png").exists()
+    # A rerun reuses every finished run and its evaluation: nothing is rewritten.
+    written = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/bpd.json")}
+    assert len(written) == len(likelihood_benchmark.METHODS)
+    subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert {p: p.stat().st_mtime_ns for p in written} == written
+    assert json.loads(out.read_text())["results"] == report["results"]
