@@ -10,7 +10,7 @@ normal `mode=train` run in its own workdir (resumable, scored by its own metrics
 settings), and writes into `--workdir`:
 
   cascade.png   a few images at every stage (rows), nearest-upsampled to the final size;
-  samples.npz   the final images;
+  samples.npz   the final images ("samples") and the PNG's rows ("stage_<i>");
   metrics.json  the Frechet distance of the final images with the final stage's dataset ruler
                 (`outputs.quality_ruler`, so a single-stage run of that data is measured alike),
                 the floor and ceiling, the stages and their resolutions.
@@ -106,7 +106,7 @@ def _stage_sampler(exp: experiment.Experiment, mesh, num_samples: int):
     return sample
 
 
-def _upsample_nearest(x: np.ndarray, size: int) -> np.ndarray:
+def upsample_nearest(x: np.ndarray, size: int) -> np.ndarray:
     """x [n, h, h, C] -> [n, size, size, C], each pixel repeated (size / h)^2 times."""
     factor = size // x.shape[1]
     return np.repeat(np.repeat(x, factor, axis=1), factor, axis=2)
@@ -156,10 +156,11 @@ def cascade(config: ml_collections.ConfigDict, workdir: str) -> dict:
     }
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
-        np.savez(os.path.join(workdir, "samples.npz"), samples=x)
         size = final.dataset.shape[0]
         k = min(PNG_COLUMNS, n)
-        rows = np.concatenate([_upsample_nearest(s[:k], size) for s in images])
+        firsts = {f"stage_{i}": s[:k] for i, s in enumerate(images)}  # the PNG's rows
+        np.savez(os.path.join(workdir, "samples.npz"), samples=x, **firsts)
+        rows = np.concatenate([upsample_nearest(s[:k], size) for s in images])
         plots.save_image_grid(os.path.join(workdir, "cascade.png"), rows, k)
         outputs.write_json(os.path.join(workdir, "metrics.json"), report)
     return report
