@@ -13,7 +13,8 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.mode = "train"  # train | sample | evaluate | eval_bpd | distill | reflow | edit
+    # train | sample | evaluate | eval_bpd | distill | reflow | edit | cascade
+    config.mode = "train"
     config.method = "ddpm"  # a name in diffjax.methods
     config.seed = 0  # seeds init, data order, training noise and sampling
 
@@ -78,6 +79,18 @@ def get_config() -> ml_collections.ConfigDict:
     # (diffjax/train/sharding.py); -1 takes the remaining devices. A checkpoint restores onto
     # any mesh, so this may change on resume.
     config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
+
+    # Cascaded super-resolution (diffjax.losses.conditioning.SuperResolution): a model
+    # conditioned on the area-downsampled image, noise-augmented with the run's process.
+    config.super_resolution = ml_collections.ConfigDict()
+    config.super_resolution.low_res_size = 0  # side of the low-res input; 0: not an SR model
+    config.super_resolution.aug_max_level = 0.0  # training augmentation s ~ U[0, this] (time)
+    config.super_resolution.sample_level = 0.0  # fixed augmentation time s_0 of sampling
+
+    # mode=cascade (diffjax/train/cascade.py): a base run, then SR runs, each a trained workdir
+    config.cascade = ml_collections.ConfigDict()
+    config.cascade.stages = ()  # workdirs: the base model, then each SR stage in order
+    config.cascade.num_samples = 500  # images drawn through the whole cascade (and scored)
 
     config.sample = ml_collections.ConfigDict()
     config.sample.sampler = ""  # a name in diffjax.samplers; "" uses the method's default

@@ -24,7 +24,17 @@ from ml_collections import config_flags
 
 from diffjax import _registry, compile_cache, distributed
 from diffjax.errors import ConfigError, UserError
-from diffjax.train import distill, edit, generate, loop, preemption, reflow, score_machine, settings
+from diffjax.train import (
+    cascade,
+    distill,
+    edit,
+    generate,
+    loop,
+    preemption,
+    reflow,
+    score_machine,
+    settings,
+)
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file.", lock_config=True
@@ -62,6 +72,7 @@ MODES = {
     "reflow": reflow.reflow,
     "edit": edit.edit,
     "score_machine": score_machine.score_machine,
+    "cascade": cascade.cascade,
 }
 
 _SAMPLER_OPTION = re.compile(r"--?config\.sample\.options\.(\w+)=(.*)", re.DOTALL)

@@ -69,7 +69,8 @@ def dequantize(v: np.ndarray, u: np.ndarray, num_bins: int) -> np.ndarray:
 
 def center_crop_resize(image: np.ndarray, size: int) -> np.ndarray:
     """The central square of a uint8 image [H, W, C], resized to [size, size, C] by area
-    averaging (PIL's BOX filter: exact block means for integer factors), rounded to uint8."""
+    averaging (PIL's BOX filter: block means for integer factors, to within one gray level,
+    since PIL computes in 8-bit fixed point), rounded to uint8."""
     h, w = image.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2

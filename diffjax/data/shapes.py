@@ -207,6 +207,7 @@ def load(
     num_test: int = NUM_TEST,
     data_dir: str | None = None,
     manual_dir: str | None = None,
+    image_size: int | None = None,
 ) -> pipeline.Dataset:
     """The shapes32 Dataset, prepared on first use in `data_dir` (default as tfds:
     $TFDS_DATA_DIR or ~/tensorflow_datasets); shape (32, 32, 3), 10 classes, 256 bins, served
@@ -217,11 +218,17 @@ def load(
       data_dir: where tfds keeps prepared datasets.
       manual_dir: unused (nothing is downloaded); taken so that a CIFAR-10 config's
         `data.kwargs` run unchanged with `--config.data.name=shapes32`.
+      image_size: serve the images area-downsampled to [image_size, image_size, 3] (PIL's box
+        filter, `pipeline.center_crop_resize`), e.g. 8 or 16 for the stages of a cascade;
+        None keeps 32.
 
     Raises:
-      ValueError: a non-positive split size.
+      ValueError: a non-positive split size, or an image_size that is not positive or does
+        not divide 32.
     """
     del manual_dir
+    if image_size is not None and (image_size <= 0 or 32 % image_size):
+        raise ValueError(f"image_size={image_size} must divide 32 (1, 2, 4, 8, 16 or 32)")
     if num_train <= 0 or num_test <= 0:
         raise ValueError(f"split sizes must be positive, got {num_train=}, {num_test=}")
     config: str | Shapes32Config = "default"
@@ -232,4 +239,4 @@ def load(
     builder = pipeline.prepare(
         Shapes32(data_dir=data_dir, config=config, file_format="array_record")
     )
-    return pipeline.from_builder(builder, in_memory=True)
+    return pipeline.from_builder(builder, in_memory=True, image_size=image_size)

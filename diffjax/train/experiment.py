@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from jax import Array
 
 from diffjax import data, denoisers, guidance, methods, models, processes, samplers
@@ -58,6 +59,8 @@ class Experiment:
       classifier: `(x_t, t) -> logits` of the noisy classifier run named by
         `guidance.classifier_workdir` (a `Partial` over its params), attached by
         `runs.attach_classifier`; None otherwise.
+      super_resolution: `config.super_resolution` of a super-resolution model (its `cond`
+        carries the noise-augmented low-res image), None otherwise.
     """
 
     dataset: Any
@@ -75,6 +78,7 @@ class Experiment:
     guidance: settings.GuidanceConfig
     mesh: settings.MeshConfig
     classifier: Callable[[Array, Array], Array] | None = None
+    super_resolution: conditioning.SuperResolution | None = None
 
     @property
     def sampler_name(self) -> str:
@@ -114,14 +118,20 @@ class Experiment:
         model_key, aux_key = jax.random.split(key)
         x = jnp.zeros((1, *self.dataset.shape), jnp.float32)
         t = jnp.zeros((1,) if self.recipe.num_times == 1 else (1, self.recipe.num_times))
-        model_params = self.model.init({"params": model_key}, x, t, cond=None, train=False)
+        cond = None
+        if (sr := self.super_resolution) is not None:  # the low-res input's channels and level
+            low = jnp.zeros((1, *sr.low_res_shape(self.dataset.shape)), jnp.float32)
+            cond = sr.cond(low, jnp.zeros((1,)), None)
+        model_params = self.model.init({"params": model_key}, x, t, cond=cond, train=False)
         return {"model": model_params["params"], **self.recipe.init_aux(aux_key)}
 
     def make_loss(self) -> LossFn:
-        """The recipe's loss of the network, behind the label dropout of a conditional model."""
-        return conditioning.with_label_dropout(
-            self.recipe.make_loss(self.apply_fn), self.conditioning.label_dropout
+        """The recipe's loss of the network, behind the label dropout of a conditional model
+        and, for a super-resolution model, the low-res conditioning (labels dropped first)."""
+        loss = conditioning.with_super_resolution(
+            self.recipe.make_loss(self.apply_fn), self.super_resolution, self.recipe.process_for
         )
+        return conditioning.with_label_dropout(loss, self.conditioning.label_dropout)
 
     def sample_labels(self, num_samples: int) -> Array | None:
         """The class of each sample [n]: `sample.labels` cycled, by default every class in turn
@@ -141,12 +151,21 @@ class Experiment:
             raise ValueError(f"sample.labels={chosen} must lie in [0, {classes})")
         return jnp.asarray(chosen, jnp.int32)[jnp.arange(num_samples) % len(chosen)]
 
-    def denoiser(self, params: Params, labels: Array | None) -> denoisers.Denoiser:
+    def denoiser(
+        self,
+        params: Params,
+        labels: Array | None,
+        low_res: Array | None = None,
+        aug_key: Array | None = None,
+    ) -> denoisers.Denoiser:
         """The network of `params` as the samplers see it: conditioned on `labels` (a
-        conditional model), guided as `guidance` says, x0 clipped as `clip_x0` says.
+        conditional model) and, for a super-resolution model, on `low_res` [B, h, h, C] noised
+        at `super_resolution.sample_level` with `aug_key`; guided as `guidance` says, x0
+        clipped as `clip_x0` says.
 
         Raises:
-          ValueError: for classifier guidance without its classifier attached.
+          ValueError: for classifier guidance without its classifier attached, or a
+            super-resolution model without its low-res input and key.
         """
         g = self.guidance
         if g.kind == "classifier_free":
@@ -157,6 +176,10 @@ class Experiment:
             )  # fmt: skip
         else:
             cond = labels if self.conditioning.conditional else None
+            if (sr := self.super_resolution) is not None:
+                if low_res is None or aug_key is None:
+                    raise ValueError("a super-resolution model samples from low_res and aug_key")
+                cond = sr.sample_cond(aug_key, low_res, self.recipe.process_for(params), cond)
             denoiser = self.recipe.denoiser(self.apply_fn, params, cond)
         if g.kind == "classifier":
             if self.classifier is None:
@@ -169,9 +192,32 @@ class Experiment:
 
     def sample(self, params: Params, key: Array, num_samples: int) -> Array:
         """Draws `num_samples` samples [n, *shape] with the configured sampler (jittable); a
-        conditional model draws sample i of class `sample_labels(n)[i]`."""
+        conditional model draws sample i of class `sample_labels(n)[i]`. A super-resolution
+        model super-resolves the first test images (`test_low_res`), with their labels."""
+        if self.super_resolution is not None:
+            low_res, labels = self.test_low_res(num_samples)
+            return self.super_resolve(params, key, low_res, labels)
         denoiser = self.denoiser(params, self.sample_labels(num_samples))
         return self.sample_denoiser(denoiser, key, num_samples)
+
+    def test_low_res(self, num_samples: int) -> tuple[Array, Array | None]:
+        """The low-res images [n, h, h, C] of the first test images (cycled) and their labels
+        [n] (None for an unconditional model): what a super-resolution run's samples start
+        from."""
+        test = self.dataset.as_array("test", num_samples)
+        index = np.arange(num_samples) % len(test["x"])
+        low_res = self.super_resolution.low_res(jnp.asarray(test["x"][index]))
+        labels = jnp.asarray(test["label"][index]) if self.conditioning.conditional else None
+        return low_res, labels
+
+    def super_resolve(
+        self, params: Params, key: Array, low_res: Array, labels: Array | None = None
+    ) -> Array:
+        """Samples [n, *shape] of a super-resolution model conditioned on low_res [n, h, h, C]
+        (augmented at `super_resolution.sample_level`) and, if conditional, labels [n]."""
+        aug_key, key = jax.random.split(key)
+        denoiser = self.denoiser(params, labels, low_res, aug_key)
+        return self.sample_denoiser(denoiser, key, low_res.shape[0])
 
     def sample_denoiser(self, denoiser: denoisers.Denoiser, key: Array, num_samples: int) -> Array:
         """`num_samples` samples of any `denoiser` with the configured sampler, from the noise
@@ -229,6 +275,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     with settings.naming("data"):
         dataset = data.get(config.data.name, **config.data.kwargs.to_dict())
     cond.check_dataset(config.data.name, dataset.num_classes)
+    super_resolution = settings.SuperResolutionConfig.of(config).augmentation
     with settings.naming("process"):
         process = processes.get(config.process.name, **config.process.kwargs.to_dict())
     with settings.naming("method"):
@@ -236,6 +283,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     with settings.naming("loss"):
         recipe = make_recipe(process=process, **config.loss.to_dict())
         recipe.objective.check_conditioning(cond.num_classes, cond.p_uncond)
+    if super_resolution is not None:
+        _check_super_resolution(super_resolution, dataset, recipe, sections["guidance"])
     with settings.naming("model"):
         precision = settings.PrecisionConfig.of_model(config.model)
     model_kwargs = config.model.kwargs.to_dict()
@@ -264,5 +313,19 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         apply_fn=apply_fn_of(model),
         sampler=_sampler(recipe, sections["sampling"]) if recipe.generative else None,
         seed=config.seed,
+        super_resolution=super_resolution,
         **sections,
     )
+
+
+def _check_super_resolution(sr, dataset, recipe: Recipe, guidance_config) -> None:
+    """Raises a ConfigError naming the field unless a super-resolution model can be built."""
+    with settings.naming("super_resolution.low_res_size"):
+        sr.check_image(dataset.shape)
+    if not recipe.generative:
+        raise ConfigError(f"super_resolution: method {recipe.name!r} is not generative")
+    if guidance_config.kind == "classifier_free":
+        raise ConfigError(
+            "super_resolution with guidance.kind='classifier_free' is not supported (its two "
+            "network calls carry labels only); use guidance.kind='' or 'classifier'"
+        )

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from diffjax.errors import ConfigError
-from diffjax.losses.conditioning import LabelDropout
+from diffjax.losses.conditioning import LabelDropout, SuperResolution
 
 OPTIMIZERS = ("adam", "adamw")
 # `config.model.dtype` -> the networks' compute dtype (their params stay float32).
@@ -252,6 +252,45 @@ class ConditioningConfig:
                 f"{self.num_classes})"
             )
         return dict(batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class SuperResolutionConfig:
+    """`config.super_resolution`: a super-resolution model of a cascade (0: an ordinary model).
+
+    Attributes:
+      low_res_size: side of the low-resolution input the model is conditioned on (0: none);
+        it must divide the data's image side and be smaller than it.
+      aug_max_level: Gaussian noise-conditioning augmentation: training noises the low-res
+        input to a time s ~ U[0, aug_max_level] of the run's process (0: no augmentation).
+      sample_level: the fixed augmentation time s_0 of sampling.
+    """
+
+    section: ClassVar[str] = "super_resolution"
+
+    low_res_size: int = 0
+    aug_max_level: float = 0.0
+    sample_level: float = 0.0
+
+    def __post_init__(self):
+        _check_at_least("super_resolution", {"low_res_size": self.low_res_size}, 0)
+        if self.low_res_size:
+            with naming("super_resolution"):
+                self.augmentation  # noqa: B018  (validates the levels)
+
+    @classmethod
+    def of(cls, config: ml_collections.ConfigDict) -> "SuperResolutionConfig":
+        """Reads `config.super_resolution` (a config.json without it is no SR model)."""
+        if "super_resolution" not in config:
+            return cls()
+        return read(cls, config.super_resolution)
+
+    @property
+    def augmentation(self) -> SuperResolution | None:
+        """The conditioning of `losses.conditioning`; None for an ordinary model."""
+        if not self.low_res_size:
+            return None
+        return SuperResolution(self.low_res_size, self.aug_max_level, self.sample_level)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,6 +62,8 @@ FREE = (
     "edit",
     "distill",
     "reflow",
+    "cascade",  # mode=cascade reads it; the stages are runs of their own
+    "super_resolution.sample_level",  # sampling only
 )
 GUARDED = (
     "seed",
@@ -78,14 +80,19 @@ GUARDED = (
     "optim.ema_decay",
     "model.p_uncond",
     "teacher",
+    "super_resolution.aug_max_level",  # the augmentation the network learns
 )
-FIXED = ("method", "model", "process", "data", "optim.optimizer", "loss.prediction")
+FIXED = ("method", "model", "process", "data", "optim.optimizer", "loss.prediction",
+         "super_resolution.low_res_size")  # fmt: skip
 # Values of fields a config.json written before they existed had implicitly.
 _IMPLIED = {
     "model.num_classes": 0,
     "model.p_uncond": 0.0,
     "model.dtype": "float32",
     "training.grad_accum_steps": 1,
+    "super_resolution.low_res_size": 0,
+    "super_resolution.aug_max_level": 0.0,
+    "super_resolution.sample_level": 0.0,
 }
 _ABSENT = "<absent>"
 

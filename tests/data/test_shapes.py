@@ -106,6 +106,25 @@ def test_registered_and_read_through_grain(small):
 def test_bad_sizes():
     with pytest.raises(ValueError, match="split sizes must be positive"):
         shapes.load(num_train=0)
+    with pytest.raises(ValueError, match="image_size=12 must divide 32"):
+        shapes.load(image_size=12)
+
+
+def test_image_size_serves_area_downsampled_images(small):
+    """image_size=8: each pixel is the mean of its 4x4 block of the stored uint8 image, to
+    within one gray level (PIL's box filter computes in 8-bit fixed point and rounds; it is
+    not the exactly rounded mean), then scaled like the 32x32 images."""
+    ds = shapes.load(
+        num_train=400, num_test=200, data_dir=str(small.builder.data_dir_root), image_size=8
+    )
+    assert ds.shape == (8, 8, 3) and ds.num_classes == 10 and ds.num_bins == 256
+    full, low = small.as_array("test"), ds.as_array("test")
+    np.testing.assert_array_equal(low["label"], full["label"])
+    v = np.round((full["x"] + 1.0) * 127.5)  # the stored uint8 values
+    means = v.reshape(200, 8, 4, 8, 4, 3).mean(axis=(2, 4))
+    np.testing.assert_allclose((low["x"] + 1.0) * 127.5, means, atol=1.0 + 1e-3)
+    batch = next(iter(ds.loader("train", 16, seed=0)))
+    assert batch["x"].shape == (16, 8, 8, 3)
 
 
 def test_frechet_ruler_orders_floor_below_ceiling(small):

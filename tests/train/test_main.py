@@ -94,7 +94,7 @@ def _main(*args, cwd=ROOT):
 # absl log lines (I0101 12:00:00.000 ...) and Python / JAX warnings may precede the error.
 _LOG_LINE = re.compile(r"^[IWE]\d{4} |warning", re.IGNORECASE)
 
-_VALID_MODES = "distill, edit, eval_bpd, evaluate, reflow, sample, score_machine, train"
+_VALID_MODES = "cascade, distill, edit, eval_bpd, evaluate, reflow, sample, score_machine, train"
 
 
 @pytest.mark.parametrize(

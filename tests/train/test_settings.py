@@ -25,6 +25,7 @@ SECTIONS = {
     "distill": settings.DistillConfig,
     "reflow": settings.ReflowConfig,
     "edit": settings.EditConfig,
+    "super_resolution": settings.SuperResolutionConfig,
 }
 
 
@@ -98,6 +99,16 @@ def test_a_missing_or_extra_field_is_named():
         ("reflow", {"eval_nfes": (2, 0)}, "reflow.eval_nfes=(2, 0) must be positive"),
         ("reflow", {"eval_nfes": ()}, "reflow.eval_nfes=() must be positive"),
         ("edit", {"num_steps": 5}, "edit.jump_length=10 must be <= edit.num_steps=5"),
+        (
+            "super_resolution",
+            {"low_res_size": -2},
+            "super_resolution.low_res_size=-2 must be >= 0",
+        ),
+        (
+            "super_resolution",
+            {"low_res_size": 8, "sample_level": 1.5},
+            "super_resolution: sample_level=1.5 must lie in [0, 1]",
+        ),
     ],
 )
 def test_bad_values_name_the_field(section, fields, message):

@@ -44,6 +44,10 @@ ROOT = toy_runs.ROOT
         ("mode", "free"),
         ("model.dtype", "free"),
         ("training.grad_accum_steps", "guarded"),
+        ("super_resolution.low_res_size", "fixed"),
+        ("super_resolution.aug_max_level", "guarded"),
+        ("super_resolution.sample_level", "free"),
+        ("cascade.stages", "free"),
     ],
 )
 def test_every_field_has_a_kind(field, kind):
