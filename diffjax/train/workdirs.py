@@ -79,13 +79,15 @@ GUARDED = (
     "model.p_uncond",
     "teacher",
 )
-FIXED = ("method", "model", "process", "data", "optim.optimizer", "loss.prediction")
+# latent: the autoencoder run whose latents are the data.
+FIXED = ("method", "model", "process", "data", "latent", "optim.optimizer", "loss.prediction")
 # Values of fields a config.json written before they existed had implicitly.
 _IMPLIED = {
     "model.num_classes": 0,
     "model.p_uncond": 0.0,
     "model.dtype": "float32",
     "training.grad_accum_steps": 1,
+    "latent.autoencoder_workdir": "",
 }
 _ABSENT = "<absent>"
 
