@@ -41,14 +41,15 @@ def test_evaluation_decodes_the_mean_and_training_a_posterior_sample():
         return model.apply({"params": p}, x, None, train=True, rngs={"dropout": key})
 
     x_hat, mean, logvar = jax.jit(lambda p, x: model.apply({"params": p}, x, None))(params, X)
-    decoded = model.apply({"params": params}, mean, method="decode")
-    np.testing.assert_allclose(x_hat, decoded, rtol=1e-5, atol=1e-6)
+    decoded = jax.jit(lambda p, z: model.apply({"params": p}, z, method="decode"))(params, mean)
+    # float32 rounding of the same convolutions in two compiled programs
+    np.testing.assert_allclose(x_hat, decoded, rtol=1e-5, atol=1e-5)
     a, mean_a, _ = call(params, X, jax.random.PRNGKey(2))
     b, _, _ = call(params, X, jax.random.PRNGKey(3))
     again, _, _ = call(params, X, jax.random.PRNGKey(2))
     np.testing.assert_array_equal(a, again)  # the key decides the sample
     assert float(jnp.abs(a - b).max()) > 0.0 and float(jnp.abs(a - x_hat).max()) > 0.0
-    np.testing.assert_allclose(mean_a, mean, rtol=1e-6)  # the encoder is deterministic
+    np.testing.assert_allclose(mean_a, mean, rtol=1e-5, atol=1e-6)  # the encoder is deterministic
 
 
 def test_bad_input():
