@@ -49,6 +49,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.teacher.workdir = ""  # workdir of a finished mode=train run ("" for none)
     config.teacher.init_student = False  # start params["model"] from the teacher's EMA params
 
+    # Latent diffusion: train on the latents of a trained method=autoencoder run on the same
+    # data (diffjax/train/latents.py); samples are decoded to images. "" trains on the data.
+    config.latent = ml_collections.ConfigDict({"autoencoder_workdir": ""})
+
     config.optim = ml_collections.ConfigDict()
     config.optim.optimizer = "adamw"  # adam | adamw
     config.optim.learning_rate = 2e-3  # peak learning rate after warm-up

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from diffjax import _registry
 from diffjax.methods import (
+    autoencoder,
     cold,
     consistency,
     ddpm,
@@ -39,6 +40,7 @@ _METHODS: dict[str, Callable[..., Recipe]] = {
     "meanflow": meanflow.meanflow,
     "noisy_classifier": noisy_classifier.noisy_classifier,
     "cold_diffusion": cold.cold_diffusion,
+    "autoencoder": autoencoder.autoencoder,
 }
 
 

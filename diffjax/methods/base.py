@@ -68,6 +68,8 @@ class Recipe:
         (None: everywhere).
       generative: False for a noisy classifier p(y | x_t, t) (prediction None, no sampler): the
         network returns logits and the trainer reports accuracy instead of samples.
+      reconstructs: an autoencoder (generative False): the network maps x to (x_hat, mean,
+        logvar) with the data's channels, and the trainer reports reconstruction quality.
       num_times: times per example the network sees: 1 (t [B]) or 2 (MeanFlow's (t, t - r),
         [B, 2]); the parameters are initialised with that shape.
     """
@@ -89,6 +91,7 @@ class Recipe:
     weight_decay_mask: Callable[[Params], Any] | None = None
     num_times: int = 1
     generative: bool = True
+    reconstructs: bool = False
 
     def __post_init__(self):
         if self.num_times not in (1, 2):
@@ -96,6 +99,8 @@ class Recipe:
         if self.generative == (self.prediction is None):
             raise ValueError(f"Recipe {self.name}: a generative recipe has a prediction, a "
                              "classifier (generative=False) none")  # fmt: skip
+        if self.reconstructs and self.generative:
+            raise ValueError(f"Recipe {self.name}: an autoencoder (reconstructs) is not generative")
 
     def process_for(self, params: Params) -> Process:
         """The process with the learned parts of `params` bound in."""

@@ -12,9 +12,13 @@ from collections.abc import Callable
 import flax.linen as nn
 
 from diffjax import _registry
-from diffjax.models import dit, presets
+from diffjax.models import autoencoder, dit, presets
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {**presets.PRESETS, **dit.PRESETS}
+_MODELS: dict[str, Callable[..., nn.Module]] = {
+    **presets.PRESETS,
+    **dit.PRESETS,
+    **autoencoder.PRESETS,
+}
 
 
 def get(name: str, **kwargs) -> nn.Module:

@@ -61,6 +61,8 @@ class Experiment:
         `runs.attach_classifier`; None otherwise.
       super_resolution: `config.super_resolution` of a super-resolution model (its `cond`
         carries the noise-augmented low-res image), None otherwise.
+      latent: for latent diffusion (`latent.autoencoder_workdir`), the `latents.LatentDataset`
+        that is also `dataset`: samples are decoded by it, and measured against its images.
     """
 
     dataset: Any
@@ -79,6 +81,7 @@ class Experiment:
     mesh: settings.MeshConfig
     classifier: Callable[[Array, Array], Array] | None = None
     super_resolution: conditioning.SuperResolution | None = None
+    latent: Any = None
 
     @property
     def sampler_name(self) -> str:
@@ -95,6 +98,12 @@ class Experiment:
         """Clip the x0 prediction to [-1, 1] while sampling: only for discrete data, which the
         pipeline scales into [-1, 1]."""
         return self.sampling.clip_x0 and self.dataset.num_bins is not None
+
+    @property
+    def image_dataset(self) -> Any:
+        """The dataset samples are measured against: the images a latent run encodes, else
+        `dataset`."""
+        return self.dataset if self.latent is None else self.latent.images
 
     def with_sampling(self, **fields) -> "Experiment":
         """This Experiment with some `sampling` fields replaced (e.g. `sampler="euler",
@@ -221,10 +230,12 @@ class Experiment:
 
     def sample_denoiser(self, denoiser: denoisers.Denoiser, key: Array, num_samples: int) -> Array:
         """`num_samples` samples of any `denoiser` with the configured sampler, from the noise
-        `sample` draws for the same key (so a network and an analytic model start alike)."""
+        `sample` draws for the same key (so a network and an analytic model start alike); a
+        latent run's samples are decoded to images."""
         init_key, sample_key = jax.random.split(key)
         x_init = denoiser.process.prior_sample(init_key, (num_samples, *self.dataset.shape))
-        return self.sampler(sample_key, denoiser, x_init, num_steps=self.sample_num_steps)
+        x = self.sampler(sample_key, denoiser, x_init, num_steps=self.sample_num_steps)
+        return x if self.latent is None else self.latent.decode(x)
 
 
 def _sampler(recipe: Recipe, sampling: settings.SampleConfig) -> Callable:
@@ -276,6 +287,20 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         dataset = data.get(config.data.name, **config.data.kwargs.to_dict())
     cond.check_dataset(config.data.name, dataset.num_classes)
     super_resolution = settings.SuperResolutionConfig.of(config).augmentation
+    latent = None
+    with settings.naming("latent"):
+        latent_config = settings.LatentConfig.of(config)
+    if latent_config.autoencoder_workdir:
+        # Imported here: latents restores the autoencoder through runs, which imports this module.
+        from diffjax.train import latents, runs
+
+        if config.method == "autoencoder":
+            raise ConfigError("latent.autoencoder_workdir: an autoencoder trains on the data")
+        dataset = latent = latents.LatentDataset.of(
+            latent_config.autoencoder_workdir,
+            dataset,
+            runs._comparable(config, "data"),  # noqa: SLF001
+        )
     with settings.naming("process"):
         process = processes.get(config.process.name, **config.process.kwargs.to_dict())
     with settings.naming("method"):
@@ -294,7 +319,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         raise ConfigError("set model.dtype (float32 | bfloat16), not model.kwargs.dtype")
     if cond.conditional:
         model_kwargs["num_classes"] = cond.num_classes
-    if recipe.generative:
+    if recipe.generative or recipe.reconstructs:
         outputs = {"out_channels": dataset.shape[-1] * recipe.out_channels_factor}
     elif dataset.num_classes is None:
         raise ConfigError(
@@ -314,6 +339,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         sampler=_sampler(recipe, sections["sampling"]) if recipe.generative else None,
         seed=config.seed,
         super_resolution=super_resolution,
+        latent=latent,
         **sections,
     )
 

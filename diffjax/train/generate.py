@@ -11,7 +11,7 @@ import numpy as np
 from diffjax import progress
 from diffjax.evaluation.bpd import evaluate_bpd
 from diffjax.losses import vocabulary
-from diffjax.train import outputs, runs, sharding
+from diffjax.train import latents, outputs, runs, sharding
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -48,8 +48,11 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Recomputes metrics.json (sample quality of the EMA params) for the latest checkpoint."""
+    """Recomputes metrics.json (sample quality of the EMA params, or an autoencoder's
+    reconstruction quality) for the latest checkpoint."""
     exp, state = runs.restore_latest(config, workdir)
+    if exp.recipe.reconstructs:
+        return latents.evaluate_autoencoder(exp, state, workdir)
     return outputs.evaluate_sample_quality(exp, state, workdir, exp.eval.num_samples)
 
 

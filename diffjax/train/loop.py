@@ -17,7 +17,16 @@ from absl import logging
 from diffjax import distributed, progress
 from diffjax.data import pipeline
 from diffjax.errors import UserError, WorkdirError, causes
-from diffjax.train import checkpoint, experiment, outputs, preemption, runs, sharding, workdirs
+from diffjax.train import (
+    checkpoint,
+    experiment,
+    latents,
+    outputs,
+    preemption,
+    runs,
+    sharding,
+    workdirs,
+)
 from diffjax.train.state import TrainState, make_train_step
 from diffjax.train.writer import MetricWriter
 
@@ -147,7 +156,9 @@ def _train(exp, config, workdir, manager, train_arrays) -> TrainState:
         manager.wait_until_finished()
     outputs.save_loss_curve(workdir)
     if not exp.recipe.generative:
-        if exp.eval.at_end:
+        if exp.eval.at_end and exp.recipe.reconstructs:
+            latents.evaluate_autoencoder(exp, state, workdir)
+        elif exp.eval.at_end:
             outputs.evaluate_classifier(exp, state, workdir)
         return state
     x = sample(state.ema_params, jax.random.fold_in(seed_key, tc.num_steps))

@@ -65,9 +65,10 @@ def write_json(path: str, payload: dict) -> None:
 
 
 def quality_ruler(exp, workdir: str) -> SampleQuality:
-    """The offline sample-quality ruler of `exp`'s dataset (features cached in the workdir)."""
-    train = exp.dataset.as_array("train")
-    test = exp.dataset.as_array("test")
+    """The offline sample-quality ruler of `exp`'s dataset (features cached in the workdir);
+    a latent run's is its image dataset's."""
+    train = exp.image_dataset.as_array("train")
+    test = exp.image_dataset.as_array("test")
     return SampleQuality.fit(
         os.path.join(workdir, "eval_features"),
         train["x"],
@@ -109,6 +110,8 @@ def evaluate_sample_quality(exp, state, workdir: str, num_samples: int) -> dict:
     sample = sampler(exp, num_samples)
     x = np.asarray(sample(state.ema_params, jax.random.PRNGKey(exp.seed + 1)))
     report = {"step": int(state.step), **quality.report(x)}
+    if exp.latent is not None:  # LDM's scale factor of the latents the model was trained on
+        report["latent_scale_factor"] = exp.latent.scale
     labels = exp.sample_labels(num_samples)
     if labels is not None and quality.classifier is not None:
         accuracy = quality.classifier.accuracy(np.clip(x, -1.0, 1.0), labels)

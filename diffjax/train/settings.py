@@ -568,6 +568,27 @@ GUIDANCE_KINDS = ("", "classifier_free", "classifier")
 
 
 @dataclasses.dataclass(frozen=True)
+class LatentConfig:
+    """`config.latent`: train on the latents of an autoencoder run (latent diffusion).
+
+    Attributes:
+      autoencoder_workdir: workdir of a trained `method=autoencoder` run on the same data; the
+        train split is encoded once into its `latents/` cache (`diffjax.train.latents`); ""
+        trains on the data itself.
+    """
+
+    section: ClassVar[str] = "latent"  # its name in the config
+
+    autoencoder_workdir: str = ""
+
+    @classmethod
+    def of(cls, config: ml_collections.ConfigDict) -> "LatentConfig":
+        """Reads `config.latent` (a config.json written before it existed has none)."""
+        latent = config.get("latent")
+        return cls() if latent is None else read(cls, latent)
+
+
+@dataclasses.dataclass(frozen=True)
 class GuidanceConfig:
     """`config.guidance`: how samples are guided (`diffjax.guidance`); "" samples unguided.
 

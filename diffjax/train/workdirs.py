@@ -82,7 +82,8 @@ GUARDED = (
     "teacher",
     "super_resolution.aug_max_level",  # the augmentation the network learns
 )
-FIXED = ("method", "model", "process", "data", "optim.optimizer", "loss.prediction",
+# latent: the autoencoder run whose latents are the data.
+FIXED = ("method", "model", "process", "data", "latent", "optim.optimizer", "loss.prediction",
          "super_resolution.low_res_size")  # fmt: skip
 # Values of fields a config.json written before they existed had implicitly.
 _IMPLIED = {
@@ -93,6 +94,7 @@ _IMPLIED = {
     "super_resolution.low_res_size": 0,
     "super_resolution.aug_max_level": 0.0,
     "super_resolution.sample_level": 0.0,
+    "latent.autoencoder_workdir": "",
 }
 _ABSENT = "<absent>"
 
