@@ -48,6 +48,11 @@ def get_config() -> ml_collections.ConfigDict:
                 # std of the start's random colour: the RMS per-channel mean of shapes32 images
                 "channel_std": 0.32,
                 "perturbation": 0.02,  # pixel noise on the start, breaks the symmetry
+                # the start's colour: "mixture", the paper's Gaussian mixture fitted to the
+                # per-channel means of the fully blurred train images (at each build) |
+                # "gaussian", N(0, channel_std^2) per channel
+                "colours": "mixture",
+                "mixture_components": 10,  # components of that mixture
             },
         }
     )

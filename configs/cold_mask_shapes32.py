@@ -15,4 +15,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.degradation = "mask"  # the hole's half-width grows as 17 t pixels
     config.loss.degradation_kwargs = {"noise": 0.0}  # std of the noise on top at t = 1
     config.loss.sampler_options.perturbation = 0.1  # the start is this noise alone
+    config.loss.sampler_options.colours = "gaussian"  # nothing left at t = 1: no colour to fit
     return config

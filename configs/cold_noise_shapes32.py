@@ -16,4 +16,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.degradation = "noise"  # x_t = cos(pi t / 2) x0 + sin(pi t / 2) eps
     config.loss.degradation_kwargs = {}  # the process is the schedule
     config.loss.sampler_options.perturbation = 0.0  # the start is already N(0, I)
+    config.loss.sampler_options.colours = "gaussian"  # the start is the Gaussian prior
     return config

@@ -4,15 +4,19 @@ For each of configs/cold_{blur,pixelate,mask,noise}_shapes32.py, a restorer is t
 the trainer (`loop.train`, the CLI's path) for --steps steps, then on --num_images test images:
 - restoration RMSE (on [-1, 1]) from x_t = D(x0, t, eps) at each t in T_STARTS down to 0 in
   RESTORE_STEPS steps, naive and TACoS, next to the degraded input's RMSE and the restorer's
-  one-step estimate R(x_t, t);
+  one-step estimate R(x_t, t); and the eval classifier's accuracy on the same images (the
+  convolutional ruler of `features`; on clean test images: `eval_classifier_test_accuracy`);
 - generation: the Frechet distance (the offline ruler of metrics.json) of --num_images samples
-  drawn from the generative start (`from_noise`), naive and TACoS, with its floor and ceiling.
+  drawn from the generative start (`from_noise`; the config's colours: the fitted Gaussian
+  mixture for blur and pixelate), naive and TACoS, with its floor and ceiling; for the mixture
+  starts also from the one-Gaussian colour start ("gaussian_start"), for comparison.
   python experiments/cold_diffusion.py --out experiments/results/cold_diffusion.json
 writes the JSON and a PNG of the trajectories beside it (per degradation: D(x0, t) from t = 0
 to 1, then TACoS and naive from D(x0, 1) back to t = 0), rewritten after each degradation
 (--degradations chooses them); the runs stay in --workdir (rerunning resumes them).
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -124,25 +128,40 @@ def main(argv):
         eps = jax.random.normal(jax.random.PRNGKey(0), x0.shape)
         one_step = jax.jit(lambda den, x, t: den.x0(x, t))
         runs_of = {rule: _restore_function(exp, rule) for rule in ("tacos", "naive")}
-        entry = {"restoration_rmse": {}, "generation_frechet": {}}
+        entry = {"restoration_rmse": {}, "restoration_accuracy": {}, "generation_frechet": {}}
+        labels = np.asarray(exp.dataset.as_array("test", _IMAGES.value)["label"])
+
+        def accuracy(x, labels=labels, classifier=ruler.classifier):
+            x = np.clip(np.asarray(x), -1.0, 1.0)
+            return float(np.mean(classifier.predict_batched(x) == labels))
+
         trajectories = {}
         for t in T_STARTS:
             x_t = d(x0, t, eps)
             ts = jnp.linspace(t, 0.0, RESTORE_STEPS + 1)
-            row = {"degraded": _rmse(x_t, x0), "one_step": _rmse(one_step(restorer, x_t, t), x0)}
+            x_one = one_step(restorer, x_t, t)
+            row = {"degraded": _rmse(x_t, x0), "one_step": _rmse(x_one, x0)}
+            acc = {"degraded": accuracy(x_t), "one_step": accuracy(x_one)}
             for rule, run in runs_of.items():
                 x, trajectory = run(restorer, x_t, ts)
-                row[rule] = _rmse(x, x0)
+                row[rule], acc[rule] = _rmse(x, x0), accuracy(x)
                 trajectories[rule] = trajectory  # kept from the last start, t = 1
             entry["restoration_rmse"][str(t)] = row
+            entry["restoration_accuracy"][str(t)] = acc
         # Generation: the sampler's own start from noise, then the same programs from t = 1.
-        start = exp.with_sampling(options={}).sampler.start
-        x1 = jax.jit(start)(
-            jax.random.PRNGKey(2), jax.random.normal(jax.random.PRNGKey(3), x0.shape)
-        )
+        z = jax.random.normal(jax.random.PRNGKey(3), x0.shape)
+        sampler = exp.with_sampling(options={}).sampler
+        starts = {"": sampler.start}
+        if sampler.colours == "mixture":
+            entry["start_mixture"] = dataclasses.asdict(sampler.mixture)
+            gaussian = dataclasses.replace(sampler, colours="gaussian", mixture=None)
+            starts["gaussian_start_"] = gaussian.start
         ts = jnp.linspace(1.0, 0.0, RESTORE_STEPS + 1)
-        for rule, run in runs_of.items():
-            entry["generation_frechet"][rule] = ruler.frechet(np.asarray(run(restorer, x1, ts)[0]))
+        for prefix, start in starts.items():
+            x1 = jax.jit(start)(jax.random.PRNGKey(2), z)
+            for rule, run in runs_of.items():
+                x = np.asarray(run(restorer, x1, ts)[0])
+                entry["generation_frechet"][prefix + rule] = ruler.frechet(x)
         results[name] = entry
         logging.warning("%s: %s", name, entry)
 

@@ -25,7 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from diffjax.evaluation.features import Classifier, ClassifierConfig, load_or_train_classifier
+from diffjax.evaluation.features import (
+    AnyClassifierConfig,
+    Classifier,
+    FeatureConvNet,
+    default_config,
+    load_or_train_classifier,
+)
 from diffjax.evaluation.frechet import GaussianStats, frechet_distance, gaussian_stats
 
 
@@ -60,7 +66,7 @@ class SampleQuality:
         key: Array,
         *,
         test_y: Array | None = None,
-        config: ClassifierConfig | None = None,
+        config: AnyClassifierConfig | None = None,
     ) -> "SampleQuality":
         """Trains (or loads from `cache_dir`) the feature classifier and the reference stats.
 
@@ -74,7 +80,9 @@ class SampleQuality:
           key: PRNG key of the classifier, the floor's train subset and the ceiling's noise.
             Runs compared with each other should use the same key (the same instrument).
           test_y: optional [M] labels of `test_x`, for `classifier_test_accuracy`.
-          config: the classifier's size and training (default `ClassifierConfig()`).
+          config: the classifier's architecture, size and training (default
+            `features.default_config(data shape)`: a convolutional network for colour images of
+            at least 16x16, the MLP otherwise).
 
         Raises:
           ValueError: on inconsistent shapes or missing labels for image data.
@@ -99,11 +107,19 @@ class SampleQuality:
                 train_y,
                 num_classes,
                 classifier_key,
-                config or ClassifierConfig(),
+                config or default_config(train_x.shape[1:]),
             )
-            if test_y is not None:
+        # The MLP featurizes a split at once (as every recorded digits number was computed);
+        # a convolutional network's activations of a whole split need batches.
+        featurize = jnp.asarray
+        if isinstance(classifier, Classifier):
+            conv = isinstance(classifier.net, FeatureConvNet)
+            featurize = classifier.features_batched if conv else classifier.features
+            if test_y is not None and conv:
+                labels = np.asarray(test_y, np.int32)
+                accuracy = float(np.mean(classifier.predict_batched(test_x) == labels))
+            elif test_y is not None:
                 accuracy = float(classifier.accuracy(test_x, jnp.asarray(test_y, jnp.int32)))
-        featurize = (lambda x: jnp.asarray(x)) if classifier is None else classifier.features
         order = jax.random.permutation(order_key, len(train_x))
         return cls(
             classifier=classifier,

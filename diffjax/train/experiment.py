@@ -109,7 +109,8 @@ class Experiment:
         """This Experiment with some `sampling` fields replaced (e.g. `sampler="euler",
         num_steps=4, options={}`), to score one trained network with several samplers."""
         sampling = dataclasses.replace(self.sampling, **fields)
-        return dataclasses.replace(self, sampling=sampling, sampler=_sampler(self.recipe, sampling))
+        sampler = _fitted(_sampler(self.recipe, sampling), self.dataset)
+        return dataclasses.replace(self, sampling=sampling, sampler=sampler)
 
     def init_params(self, key: Array) -> Params:
         """`{"model": network params, **recipe aux params}` from one key, plain arrays."""
@@ -261,6 +262,14 @@ def _sampler(recipe: Recipe, sampling: settings.SampleConfig) -> Callable:
         return samplers.get(name, **options)
 
 
+def _fitted(sampler: Callable, dataset) -> Callable:
+    """`sampler` fitted to the training split if it `needs_data` (the cold sampler's mixture
+    start, `samplers.cold.Cold.fit_to_data`); other samplers unchanged."""
+    if getattr(sampler, "needs_data", False):
+        return sampler.fit_to_data(dataset.as_array("train")["x"])
+    return sampler
+
+
 def build(config: ml_collections.ConfigDict) -> Experiment:
     """Builds the Experiment of `config`.
 
@@ -336,7 +345,9 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         model=model,
         recipe=recipe,
         apply_fn=apply_fn_of(model),
-        sampler=_sampler(recipe, sections["sampling"]) if recipe.generative else None,
+        sampler=_fitted(_sampler(recipe, sections["sampling"]), dataset)
+        if recipe.generative
+        else None,
         seed=config.seed,
         super_resolution=super_resolution,
         latent=latent,

@@ -13,6 +13,7 @@ from diffjax import degradations, processes, samplers
 from diffjax.degradations import Degradation, GaussianBlur, GaussianNoise, Mask, Pixelate
 from diffjax.denoisers import Denoiser
 from diffjax.processes import expand
+from diffjax.samplers import cold as cold_sampler
 
 SHAPE = (4, 8, 8, 3)
 COSINE = processes.get("cosine")
@@ -143,3 +144,76 @@ def test_cold_without_its_degradation_is_a_clear_error():
     assert samplers.required_options("ddim") == ()
     with pytest.raises(ValueError, match="needs the option 'degradation'"):
         samplers.get("cold")
+
+
+def test_mixture_fit_recovers_a_known_mixture():
+    """EM on 30000 draws of a known 3-component diagonal mixture in R^3 finds its weights,
+    means and stds to within sampling error (each estimate's std error is below 0.003)."""
+    weights = np.array([0.5, 0.3, 0.2])
+    means = np.array([[-0.6, 0.2, 0.5], [0.4, -0.5, 0.0], [0.5, 0.6, -0.7]])
+    stds = np.array([[0.05, 0.10, 0.08], [0.12, 0.06, 0.05], [0.07, 0.07, 0.15]])
+    rng = np.random.default_rng(0)
+    k = rng.choice(3, size=30000, p=weights)
+    x = means[k] + stds[k] * rng.normal(size=(30000, 3))
+    fit = cold_sampler.fit_colour_mixture(x, 3, jax.random.key(0))
+    order = [int(np.argmin(np.sum((np.asarray(fit.means) - m) ** 2, axis=1))) for m in means]
+    assert sorted(order) == [0, 1, 2]
+    np.testing.assert_allclose(np.asarray(fit.weights)[order], weights, atol=0.015)
+    np.testing.assert_allclose(np.asarray(fit.means)[order], means, atol=0.01)
+    np.testing.assert_allclose(np.asarray(fit.stds)[order], stds, atol=0.01)
+    # Its draws have the mixture's moments: E m = sum_k w_k mu_k, and the per-channel variance
+    # sum_k w_k (s_k^2 + mu_k^2) - (E m)^2.
+    draws = np.asarray(jax.jit(fit.sample, static_argnums=1)(jax.random.key(1), 40000))
+    mean = weights @ means
+    var = weights @ (stds**2 + means**2) - mean**2
+    np.testing.assert_allclose(draws.mean(0), mean, atol=0.01)
+    np.testing.assert_allclose(draws.var(0), var, rtol=0.03)
+
+
+def test_mixture_start_from_fully_blurred_training_images():
+    """colours="mixture": fit_to_data fits the per-channel means of D(x, 1) (for blur the images'
+    own per-channel means); the start is that colour as a constant image plus the perturbation."""
+    rng = np.random.default_rng(1)
+    palette = np.array([[0.7, -0.2, 0.1], [-0.5, 0.5, -0.4]])  # two image colours
+    colour = palette[rng.integers(2, size=600)] + 0.02 * rng.normal(size=(600, 3))
+    train = (colour[:, None, None, :] + 0.3 * rng.normal(size=(600, 8, 8, 3))).astype(np.float32)
+    blur = GaussianBlur()
+    cold = samplers.get("cold", degradation=blur, from_noise=True, colours="mixture",
+                        mixture_components=2, perturbation=0.05)  # fmt: skip
+    assert cold.needs_data
+    np.testing.assert_allclose(
+        cold.fully_degraded_colours(train, batch_size=250), train.mean(axis=(1, 2)), atol=1e-5
+    )
+    fitted = cold.fit_to_data(train)
+    assert not fitted.needs_data and fitted.fit_to_data(train) is fitted
+    np.testing.assert_allclose(sorted(fitted.mixture.means), sorted(map(tuple, palette)), atol=0.01)
+    z = jax.random.normal(jax.random.PRNGKey(0), (4000, 8, 8, 3))
+    x1 = np.asarray(jax.jit(fitted.start)(jax.random.PRNGKey(2), z))
+    assert x1.shape == z.shape
+    # Per image: a constant colour plus N(0, 0.05^2) pixel noise (the within-image variance of
+    # 64 pixels is 0.05^2 * 63 / 64 on average).
+    within = np.mean(x1.var(axis=(1, 2)))
+    assert abs(within - 0.05**2 * 63 / 64) < 0.02 * 0.05**2
+    centre = x1.mean(axis=(1, 2))  # ~ the drawn colour (pixel noise averages to 0.05 / 8)
+    nearest = np.min(np.linalg.norm(centre[:, None] - palette[None], axis=-1), axis=1)
+    # Each component's std is that of a training image's mean: sqrt(0.02^2 + (0.3 / 8)^2) ~ 0.0425
+    # per channel, so 99% of draws lie within 0.0425 sqrt(chi2_3(0.99) = 11.34) ~ 0.143 of a colour.
+    np.testing.assert_allclose(fitted.mixture.stds, np.hypot(0.02, 0.3 / 8), atol=0.006)
+    assert np.quantile(nearest, 0.99) < 0.16
+    share = np.mean(np.linalg.norm(centre - palette[0], axis=-1) < 0.3)
+    assert abs(share - 0.5) < 0.05
+    with pytest.raises(ValueError, match="needs its mixture fitted"):
+        cold.start(jax.random.PRNGKey(0), z)
+
+
+def test_mixture_options_are_validated():
+    with pytest.raises(ValueError, match="unknown cold colours 'gmm'; valid colours: gaussian"):
+        samplers.get("cold", degradation=Mask(), colours="gmm")
+    with pytest.raises(ValueError, match="mixture_components=0"):
+        samplers.get("cold", degradation=Mask(), mixture_components=0)
+    with pytest.raises(ValueError, match="sum to 1"):
+        cold_sampler.ColourMixture((0.5, 0.4), ((0.0,), (1.0,)), ((1.0,), (1.0,)))
+    with pytest.raises(ValueError, match="stds must be > 0"):
+        cold_sampler.ColourMixture((1.0,), ((0.0,),), ((0.0,),))
+    with pytest.raises(ValueError, match="num_components"):
+        cold_sampler.fit_colour_mixture(np.zeros((3, 2)), 4, jax.random.key(0))
