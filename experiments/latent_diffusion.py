@@ -35,7 +35,7 @@ _OUT = flags.DEFINE_string("out", "experiments/results/latent_diffusion.json", "
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/ld", "Where the runs live.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir of shapes32 (None: default).")
 _VAE_STEPS = flags.DEFINE_integer("vae_steps", 1000, "Training steps of the autoencoder.")
-_DIT_STEPS = flags.DEFINE_integer("dit_steps", 1200, "Training steps of each DiT.")
+_DIT_STEPS = flags.DEFINE_integer("dit_steps", 800, "Training steps of each DiT.")
 _SAMPLES = flags.DEFINE_integer("num_samples", 500, "Samples / test images for the Frechet.")
 _SHOW = 10  # images per row of the PNG
 
