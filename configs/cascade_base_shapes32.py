@@ -1,6 +1,6 @@
 """The base stage of a cascade on shapes32: DDPM of the 8x8 images (area-downsampled).
 
-  python -m diffjax.main --config=configs/cascade_base_shapes32.py --workdir=/tmp/cascade/base
+  python -m diffjax.main --config=configs/cascade_base_shapes32.py --workdir=/tmp/cascade_base
 
 Then train configs/cascade_sr16_shapes32.py (8 -> 16) and configs/cascade_sr32_shapes32.py
 (16 -> 32) and sample the chain with configs/cascade_shapes32.py (`mode=cascade`). Seed 000,

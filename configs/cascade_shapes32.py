@@ -1,9 +1,9 @@
 """Sample a trained cascade on shapes32: base 8x8 -> SR 16x16 -> SR 32x32 (`mode=cascade`).
 
-  python -m diffjax.main --config=configs/cascade_base_shapes32.py --workdir=/tmp/cascade/base
-  python -m diffjax.main --config=configs/cascade_sr16_shapes32.py --workdir=/tmp/cascade/sr16
-  python -m diffjax.main --config=configs/cascade_sr32_shapes32.py --workdir=/tmp/cascade/sr32
-  python -m diffjax.main --config=configs/cascade_shapes32.py --workdir=/tmp/cascade/chain
+  python -m diffjax.main --config=configs/cascade_base_shapes32.py --workdir=/tmp/cascade_base
+  python -m diffjax.main --config=configs/cascade_sr16_shapes32.py --workdir=/tmp/cascade_sr16
+  python -m diffjax.main --config=configs/cascade_sr32_shapes32.py --workdir=/tmp/cascade_sr32
+  python -m diffjax.main --config=configs/cascade_shapes32.py --workdir=/tmp/cascade_chain
 
 Each stage is a normal resumable run; this samples the base, then each stage conditioned on the
 previous one's output, and writes cascade.png, samples.npz and metrics.json (the Frechet
@@ -20,6 +20,6 @@ def get_config() -> ml_collections.ConfigDict:
     config = default.get_config()
     config.mode = "cascade"  # diffjax/train/cascade.py
     # The stage workdirs in order: the base model, then each super-resolution run.
-    config.cascade.stages = ("/tmp/cascade/base", "/tmp/cascade/sr16", "/tmp/cascade/sr32")
+    config.cascade.stages = ("/tmp/cascade_base", "/tmp/cascade_sr16", "/tmp/cascade_sr32")
     config.cascade.num_samples = 500  # images drawn through the cascade and scored
     return config

@@ -1,6 +1,6 @@
 """A super-resolution stage of a cascade on shapes32: 8x8 -> 16x16, noise-augmented.
 
-  python -m diffjax.main --config=configs/cascade_sr16_shapes32.py --workdir=/tmp/cascade/sr16
+  python -m diffjax.main --config=configs/cascade_sr16_shapes32.py --workdir=/tmp/cascade_sr16
 
 The UNet sees the 8x8 image (bilinearly upsampled, channel-concatenated) noised to a time
 s ~ U[0, aug_max_level] of the DDPM process and s itself; sampling (`mode=sample`

@@ -1,6 +1,6 @@
 """The last super-resolution stage of a cascade on shapes32: 16x16 -> 32x32, noise-augmented.
 
-  python -m diffjax.main --config=configs/cascade_sr32_shapes32.py --workdir=/tmp/cascade/sr32
+  python -m diffjax.main --config=configs/cascade_sr32_shapes32.py --workdir=/tmp/cascade_sr32
 
 As configs/cascade_sr16_shapes32.py, at full resolution. Seed 000, "Super Resolution: Cascaded
 Diffusion Models (CDM)".
