@@ -73,11 +73,12 @@ FAST = ("ddpm", "annealed_langevin")
     "name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
 )
 def test_compiled_program_does_not_grow_with_steps(name):
-    """One loop on device: the optimised program of 1000 steps has as many instructions as that
-    of 10 (the time grid is one constant either way; an unrolled loop would be 100x longer).
-    Constant folding may differ by a line or two."""
+    """One loop on device: the optimised program of 1000 steps is no longer than that of 10
+    (the time grid is one constant either way; an unrolled loop would be 100x longer). It may be
+    a few lines shorter: XLA folds more of a short grid's arithmetic into printed constants
+    (ddpm: 1275 lines at 1000 steps, 1282 at 10, on XLA:CPU of jax 0.10.2)."""
     sampler = samplers.get(name)
-    assert abs(_compiled_lines(sampler, 1000) - _compiled_lines(sampler, 10)) <= 2
+    assert _compiled_lines(sampler, 1000) <= _compiled_lines(sampler, 10) + 2
 
 
 def _model_traces(sampler, num_steps):
