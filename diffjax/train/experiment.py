@@ -308,7 +308,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         dataset = latent = latents.LatentDataset.of(
             latent_config.autoencoder_workdir,
             dataset,
-            runs._comparable(config, "data"),  # noqa: SLF001
+            runs.comparable(config, "data"),
         )
     with settings.naming("process"):
         process = processes.get(config.process.name, **config.process.kwargs.to_dict())

@@ -80,7 +80,7 @@ class Autoencoder:
             exp, state = runs.restore_latest(config, workdir)
         except WorkdirError as e:
             raise ConfigError(f"{FIELD}={workdir!r}: {e}") from e
-        data = runs._comparable(config, "data")  # noqa: SLF001  (one definition of "same data")
+        data = runs.comparable(config, "data")  # one definition of "same data"
         return cls(workdir, exp.model, state.ema_params["model"], int(state.step), data)
 
     def encode(self, x: jax.Array) -> jax.Array:
@@ -174,7 +174,7 @@ class LatentDataset:
         Args:
           autoencoder_workdir: a trained `method=autoencoder` run.
           images: the run's image Dataset.
-          data: the run's data section as `runs._comparable` gives it, which must be the
+          data: the run's data section as `runs.comparable` gives it, which must be the
             autoencoder's.
 
         Raises:

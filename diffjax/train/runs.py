@@ -225,7 +225,7 @@ def attach_classifier(exp: experiment.Experiment) -> experiment.Experiment:
     return dataclasses.replace(exp, classifier=logits)
 
 
-def _comparable(config: ml_collections.ConfigDict, field: str) -> dict:
+def comparable(config: ml_collections.ConfigDict, field: str) -> dict:
     """config[field] as a dict, without where the data is stored (hosts may differ in that) and
     without the training-only label dropout `model.p_uncond` and the compute `model.dtype`."""
     value = config[field].to_dict()
@@ -264,7 +264,7 @@ def load_teacher(config: ml_collections.ConfigDict, exp: experiment.Experiment) 
         return None
     teacher_config = load_config(workdir)
     for field in _SHARED_FIELDS:
-        mine, theirs = (_comparable(c, field) for c in (config, teacher_config))
+        mine, theirs = (comparable(c, field) for c in (config, teacher_config))
         if json.dumps(mine, sort_keys=True) != json.dumps(theirs, sort_keys=True):
             raise ConfigError(
                 f"config.{field} = {mine} differs from the teacher's {theirs} in {workdir}; "
